@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian 12 machine for the lab and the tests: system packages,
+# the Python venv (controller on Python 3.12+), the collection on a collections path,
+# and the pg_tde test double built for Debian's PostgreSQL 15.
+# Idempotent: a second run only checks.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+APT_PACKAGES=(
+  podman runc debootstrap netavark aardvark-dns uidmap fuse-overlayfs
+  postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-plpython3-15
+  python3-pykmip libssl-dev build-essential pgbackrest rsync git jq openssl
+)
+
+log() { printf '== setup: %s\n' "$*"; }
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's postgresql package creates a cluster 15/main; the tests start their own clusters.
+if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 main .* online'; then
+  pg_ctlcluster 15 main stop || true
+fi
+
+# Controller Python: newest ansible-core needs 3.12+.
+pick_python() {
+  for v in python3.13 python3.12; do
+    command -v "$v" >/dev/null 2>&1 && { echo "$v"; return; }
+  done
+  if command -v pyenv >/dev/null 2>&1; then
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9]' | sort -V | tail -n1); do
+      echo "$(pyenv root)/versions/$v/bin/python3"; return
+    done
+  fi
+  echo python3
+}
+if [ ! -x .venv/bin/python ]; then
+  py=$(pick_python)
+  log "venv with $py"
+  "$py" -m venv .venv
+fi
+stamp=.venv/.requirements-dev.sha
+want=$(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "pip install requirements-dev.txt"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+# The collection must be importable as ansible_collections.tdeops.pg_tde.
+mkdir -p .cache/collections/ansible_collections/tdeops
+ln -sfn "$here" .cache/collections/ansible_collections/tdeops/pg_tde
+
+# The pg_tde test double (tests only; never shipped).
+bash tests/pg_tde_double/build.sh
+
+log "ready"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run the test tiers one after another, time each, and fail at the end if any failed.
+# TIERS selects tiers (default: all). Per-tier wall times go to .cache/test-times.txt.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+source scripts/env.sh
+
+TIERS=${TIERS:-"sanity lint unit integration molecule"}
+times=.cache/test-times.txt
+: > "$times"
+failed=()
+passed=()
+start_all=$(date +%s)
+
+run_tier() {
+  local tier=$1; shift
+  local t0; t0=$(date +%s)
+  echo
+  echo "================ tier: $tier ================"
+  if "$@"; then passed+=("$tier"); res=ok; else failed+=("$tier"); res=FAILED; fi
+  local dt=$(( $(date +%s) - t0 ))
+  printf '%-12s %5ss %s\n' "$tier" "$dt" "$res" | tee -a "$times"
+}
+
+for tier in $TIERS; do
+  case $tier in
+    sanity)      run_tier sanity bash scripts/tier-sanity.sh ;;
+    lint)        run_tier lint bash scripts/tier-lint.sh ;;
+    unit)        run_tier unit python -m pytest -q tests/unit ;;
+    integration) run_tier integration python -m pytest -q -rs tests/integration ;;
+    molecule)    run_tier molecule bash scripts/tier-molecule.sh ;;
+    *) echo "unknown tier $tier"; failed+=("$tier") ;;
+  esac
+done
+
+total=$(( $(date +%s) - start_all ))
+printf '%-12s %5ss\n' total "$total" | tee -a "$times"
+echo
+echo "tiers: ${#passed[@]} passed, ${#failed[@]} failed"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED tiers: ${failed[*]}"
+  exit 1
+fi
