@@ -10,7 +10,7 @@ cd "$here"
 APT_PACKAGES=(
   podman runc debootstrap netavark aardvark-dns uidmap fuse-overlayfs
   postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-plpython3-15
-  python3-pykmip libssl-dev build-essential pgbackrest rsync git jq openssl
+  python3-pykmip libssl-dev build-essential pgbackrest rsync git jq openssl shellcheck make
 )
 
 log() { printf '== setup: %s\n' "$*"; }
@@ -55,6 +55,29 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+
+# ansible-test sanity: its own venv with the pinned requirements of each sanity test, and a
+# local stand-in for the pip bootstrap script it would download from a host we cannot reach.
+sanity_venv=.cache/sanity-venv
+core_version=$(.venv/bin/python -c 'from ansible.release import __version__; print(__version__)')
+if [ "$(cat "$sanity_venv/.stamp" 2>/dev/null)" != "$core_version" ]; then
+  log "sanity venv for ansible-core $core_version"
+  rm -rf "$sanity_venv"
+  "$(readlink -f .venv/bin/python)" -m venv "$sanity_venv"
+  reqs=$(.venv/bin/python -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_data", "requirements"))')
+  "$sanity_venv/bin/pip" install -q "ansible-core==$core_version"
+  for f in "$reqs"/sanity.*.txt; do "$sanity_venv/bin/pip" install -q -r "$f"; done
+  echo "$core_version" > "$sanity_venv/.stamp"
+fi
+pip_version=$("$sanity_venv/bin/python" - <<'PY'
+from ansible_test._internal.python_requirements import get_venv_packages
+class Python:
+    version = '.'.join(map(str, __import__('sys').version_info[:2]))
+print(get_venv_packages(Python())['pip'])
+PY
+)
+mkdir -p ~/.ansible/test/cache
+cp scripts/ansible-test-get-pip.py ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
 
 # The collection must be importable as ansible_collections.tdeops.pg_tde.
 mkdir -p .cache/collections/ansible_collections/tdeops

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# ansible-test sanity must run from an ansible_collections/<ns>/<name> path: copy the tracked
-# files (and new, not ignored ones) there. Arguments: optional targets (paths) to test.
+# ansible-test sanity on the collection. ansible-test must run from an
+# ansible_collections/<ns>/<name> path outside any other git checkout, so the tracked files
+# (and new, not ignored ones) are copied to a scratch path first. Arguments: optional targets.
 # SANITY_TAG keeps parallel runs apart.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 source scripts/env.sh
-dest=.cache/sanity-${SANITY_TAG:-all}/ansible_collections/tdeops/pg_tde
-rm -rf "$dest"; mkdir -p "$dest"
+root=/tmp/tdeops-sanity-${SANITY_TAG:-all}
+dest=$root/ansible_collections/tdeops/pg_tde
+rm -rf "$root"; mkdir -p "$dest"
 git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$dest/"
 cd "$dest"
-pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-ansible-test sanity --venv --python "$pyver" --color no \
-  --exclude tests/pg_tde_double/ --exclude bench/ --exclude molecule/ --exclude scripts/ "$@"
+# The sanity venv (scripts/setup.sh) holds ansible-test's pinned requirements for each test.
+"$here/.cache/sanity-venv/bin/ansible-test" sanity --python 3.12 --color no \
+  --exclude tests/pg_tde_double/ --exclude bench/ --exclude molecule/ --exclude scripts/ \
+  --exclude tests/support/ --exclude tests/integration/ "$@"

@@ -10,3 +10,7 @@ if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+# Fixtures for the real servers: KMS (PyKMIP, OpenBao, throw-away PKI) and PostgreSQL with
+# the pg_tde test double.
+pytest_plugins = ['tests.support.fixtures_kms', 'tests.support.fixtures_pg']

@@ -1,0 +1,518 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pg_tde_provider
+short_description: Add, change or delete a pg_tde key provider (KMIP, Vault/OpenBao KV v2, file)
+version_added: 1.0.0
+description:
+  - Manages one key provider of Percona pg_tde in the global scope (usable by every database, the
+    server key and the default key) or in one database's scope.
+  - Idempotent. The provider is compared with C(pg_tde_list_all_global_key_providers()) or
+    C(pg_tde_list_all_database_key_providers()) as parsed JSON. A missing provider is added with
+    the typed C(pg_tde_add_*_key_provider_<type>()) function, a provider whose type or options
+    differ is changed in place with C(pg_tde_change_*_key_provider_<type>()), an equal provider
+    is left alone (no call at all).
+  - Before pg_tde is called, the module checks on the database host that the files the provider
+    names exist and can be read by the OS user that runs PostgreSQL (the owner of the data
+    directory), that a Vault mount is a KV version 2 secrets engine, and, before a delete, that
+    no principal key uses the provider. Each refusal names the problem and the fix.
+  - pg_tde refuses to change a provider unless every key in use is still fetchable, and
+    identical, through the new settings. Its error text is passed on with an explanation.
+  - Works with pg_tde 2.0, 2.1 and 2.2. O(vault_namespace) needs pg_tde 2.1 or later.
+author:
+  - tdeops maintainers (@tdeops)
+extends_documentation_fragment:
+  - tdeops.pg_tde.postgres
+options:
+  name:
+    description:
+      - Name of the key provider (less than 128 bytes).
+    type: str
+    required: true
+  scope:
+    description:
+      - C(global) providers serve the server (WAL) key, the default key and any database.
+      - C(database) providers belong to one database, O(database).
+    type: str
+    default: global
+    choices: [ global, database ]
+  database:
+    description:
+      - Database that owns the provider when O(scope=database). Defaults to O(login_db).
+      - Ignored for O(scope=global).
+    type: str
+  type:
+    description:
+      - Provider type. Required with O(state=present).
+      - C(file) keeps keys in plaintext in a local file; for tests and labs only, and it does not
+        work with replication.
+    type: str
+    choices: [ kmip, vault_v2, file ]
+  kmip_host:
+    description: Host name or IP address of the KMIP server, as seen from the database host.
+    type: str
+  kmip_port:
+    description: Port of the KMIP server.
+    type: int
+    default: 5696
+  kmip_cert:
+    description:
+      - Client certificate (PEM) PostgreSQL presents to the KMIP server, a path on the database host.
+      - Its CN is the owner of the keys on PyKMIP-style servers.
+    type: path
+  kmip_key:
+    description: Private key (PEM) of O(kmip_cert), a path on the database host. The module never reads it.
+    type: path
+  kmip_ca:
+    description:
+      - CA certificate (PEM) for the KMIP server, a path on the database host.
+      - Note that pg_tde does not verify the KMIP server certificate against it (facts, section 2).
+    type: path
+  vault_url:
+    description: URL of the Vault or OpenBao server, for example C(https://vault.example.com:8200).
+    type: str
+  vault_mount_path:
+    description:
+      - The bare KV version 2 mount (C(secret), not C(secret/data)). Leading and trailing slashes
+        are removed.
+    type: str
+    default: secret
+  vault_token_path:
+    description:
+      - File on the database host whose first line is the Vault token. The module reads it only to
+        check the mount; the token never appears in the output.
+    type: path
+  vault_ca_path:
+    description: CA certificate (PEM) that signs the Vault server certificate, a path on the database host.
+    type: path
+  vault_namespace:
+    description: Vault Enterprise / OpenBao namespace. Needs pg_tde 2.1 or later.
+    type: str
+  file_path:
+    description:
+      - Keyring file on the database host. pg_tde creates it when missing; its directory must be
+        writable for the PostgreSQL OS user.
+    type: path
+  state:
+    description:
+      - C(present) adds or changes the provider, C(absent) deletes it.
+      - A delete is refused while a principal key uses the provider (the module names which).
+    type: str
+    default: present
+    choices: [ present, absent ]
+notes:
+  - Runs on the database host (the file checks look at that host's files as the PostgreSQL OS
+    user). When the data directory is not on the host that runs the module, the file checks are
+    skipped with a warning.
+  - Provider changes need a superuser (O(login_user)).
+  - Supports check mode (the statements that would run are returned in RV(executed_queries)) and
+    diff mode (type, paths and settings; never file contents or tokens).
+seealso:
+  - module: tdeops.pg_tde.pg_tde_key
+  - module: tdeops.pg_tde.pg_tde_info
+'''
+
+EXAMPLES = r'''
+- name: Global KMIP provider
+  tdeops.pg_tde.pg_tde_provider:
+    name: kms
+    type: kmip
+    kmip_host: kms.example.com
+    kmip_port: 5696
+    kmip_cert: /etc/postgresql/kmip/client.crt
+    kmip_key: /etc/postgresql/kmip/client.key
+    kmip_ca: /etc/postgresql/kmip/ca.crt
+  become: true
+  become_user: postgres
+
+- name: Vault / OpenBao KV v2 provider for one database
+  tdeops.pg_tde.pg_tde_provider:
+    name: vault
+    scope: database
+    database: appdb
+    type: vault_v2
+    vault_url: https://vault.example.com:8200
+    vault_mount_path: secret
+    vault_token_path: /etc/postgresql/vault/token
+    vault_ca_path: /etc/postgresql/vault/ca.crt
+
+- name: File provider (labs and tests only)
+  tdeops.pg_tde.pg_tde_provider:
+    name: lab_keyring
+    type: file
+    file_path: /var/lib/postgresql/pg_tde_keyring.per
+
+- name: Delete a provider no key uses any more
+  tdeops.pg_tde.pg_tde_provider:
+    name: old_kms
+    state: absent
+'''
+
+RETURN = r'''
+provider:
+  description:
+    - The provider after the run (in check mode, as it would be). Null when it does not exist.
+    - O(type) uses the module's spelling (C(vault_v2)); options use pg_tde's JSON keys and hold
+      hosts, ports, URLs and paths only.
+  returned: always
+  type: dict
+  sample:
+    id: -1
+    name: kms
+    type: kmip
+    scope: global
+    options: {host: kms.example.com, port: 5696, certPath: /etc/postgresql/kmip/client.crt,
+              keyPath: /etc/postgresql/kmip/client.key, caPath: /etc/postgresql/kmip/ca.crt}
+operation:
+  description: What the module did or would do.
+  returned: always
+  type: str
+  choices: [ add, change, delete, none ]
+  sample: change
+differences:
+  description: Option keys (pg_tde spelling) and C(type) that differed before the run.
+  returned: always
+  type: list
+  elements: str
+  sample: [ caPath ]
+executed_queries:
+  description: Statements run (in check mode, that would run).
+  returned: always
+  type: list
+  elements: str
+  sample: [ "SELECT pg_tde_add_global_key_provider_file('lab'::text, '/srv/keys.per'::text)" ]
+'''
+
+import json
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
+    open_session,
+    pg_error_text,
+    postgres_argument_spec,
+)
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
+    OPTION_PARAM,
+    PROVIDER_FILE_KEYS,
+    connectable_databases,
+    desired_provider_options,
+    dir_write_problem,
+    find_provider,
+    has_extension,
+    has_vault_namespace_overload,
+    kv_mount_problem,
+    list_providers,
+    path_access_problem,
+    provider_action,
+    provider_differences,
+    provider_statement,
+    provider_users,
+    public_provider,
+    require_pg_tde,
+    server_os_identity,
+    tde_failure_message,
+    try_key_info,
+)
+
+MAX_NAME_BYTES = 127
+MAX_OPTIONS_BYTES = 1023
+
+TYPE_OPTIONS = {
+    'kmip': ('kmip_host', 'kmip_cert', 'kmip_key', 'kmip_ca'),
+    'vault_v2': ('vault_url', 'vault_token_path', 'vault_ca_path', 'vault_namespace'),
+    'file': ('file_path',),
+}
+
+
+def normalize_mount(mount: str | None) -> str | None:
+    return mount.strip('/') if mount else mount
+
+
+def input_problems(params: dict[str, Any]) -> list[str]:
+    """Problems with the options themselves (pure: unit-tested)."""
+    problems: list[str] = []
+    if len(params['name'].encode('utf-8')) > MAX_NAME_BYTES:
+        problems.append('name must be shorter than 128 bytes (pg_tde limit)')
+    if params['state'] == 'absent' or not params.get('type'):
+        return problems
+    if params['type'] == 'vault_v2':
+        mount = params.get('vault_mount_path') or ''
+        if not mount:
+            problems.append('vault_mount_path must not be empty')
+        elif mount == 'data' or mount.endswith('/data') or '/data/' in mount:
+            problems.append('vault_mount_path must be the bare KV mount (for example "secret"), not '
+                            'the API path "%s"' % mount)
+        url = params.get('vault_url') or ''
+        if not url.startswith(('http://', 'https://')):
+            problems.append('vault_url must start with https:// (or http://), got "%s"' % url)
+    if params['type'] == 'kmip' and not (0 < (params.get('kmip_port') or 0) < 65536):
+        problems.append('kmip_port must be between 1 and 65535')
+    options = desired_provider_options(params)
+    if len(json.dumps(options).encode('utf-8')) > MAX_OPTIONS_BYTES:
+        problems.append('the provider options exceed pg_tde\'s 1024-byte limit: use shorter paths')
+    return problems
+
+
+def ignored_options(params: dict[str, Any]) -> list[str]:
+    """Options given for another provider type (warned about, never used)."""
+    if params['state'] == 'absent' or not params.get('type'):
+        return []
+    used = set(TYPE_OPTIONS[params['type']])
+    out = []
+    for ptype, names in TYPE_OPTIONS.items():
+        if ptype == params['type']:
+            continue
+        out.extend(n for n in names if n not in used and params.get(n) is not None)
+    return sorted(set(out))
+
+
+def file_checks(ptype: str, options: dict[str, Any], uid: int, gids: list[int], user: str) -> list[str]:
+    """Problems of the files a provider names, for the PostgreSQL OS user (uid, gids)."""
+    problems = []
+    for key in PROVIDER_FILE_KEYS[ptype]:
+        path = options.get(key)
+        if path is None:
+            continue
+        param = OPTION_PARAM[ptype][key]
+        if ptype == 'file':
+            if os.path.exists(path):
+                problem = path_access_problem(path, uid, gids, need_write=True)
+            else:
+                problem = dir_write_problem(path, uid, gids)
+        else:
+            problem = path_access_problem(path, uid, gids)
+        if problem:
+            problems.append('%s %s %s for the PostgreSQL OS user "%s"' % (param, path, problem, user))
+    return problems
+
+
+def read_token(path: str) -> str:
+    with open(path, 'r', encoding='utf-8') as handle:
+        return handle.readline().strip()
+
+
+def check_vault_mount(module, options: dict[str, Any]) -> None:
+    """GET <url>/v1/sys/mounts/<mount> as pg_tde does; refuse a mount that is not KV v2."""
+    url = options['url'].rstrip('/')
+    mount = options['mountPath']
+    token_path = options['tokenPath']
+    try:
+        token = read_token(token_path)
+    except OSError as exc:
+        module.fail_json(msg='Cannot read vault_token_path %s to check the Vault mount: %s. Run the task '
+                             'with become (root or the PostgreSQL OS user).' % (token_path, exc.strerror or exc))
+    if not token:
+        module.fail_json(msg='vault_token_path %s is empty: its first line must be the Vault token.' % token_path)
+    headers = {'X-Vault-Token': token}
+    if options.get('namespace'):
+        headers['X-Vault-Namespace'] = options['namespace']
+    endpoint = '%s/v1/sys/mounts/%s' % (url, mount)
+    try:
+        response = open_url(endpoint, method='GET', headers=headers, validate_certs=True,
+                            ca_path=options.get('caPath'), timeout=15, follow_redirects='none')
+        answer = json.loads(response.read() or b'{}')
+    except Exception as exc:  # HTTPError, URLError, ssl errors, bad JSON
+        code = getattr(exc, 'code', None)
+        body = ''
+        try:
+            body = exc.read().decode('utf-8', 'replace')[:300] if hasattr(exc, 'read') else ''
+        except Exception:
+            body = ''
+        if code == 403:
+            module.fail_json(msg='Vault refused GET %s (HTTP 403): the token in %s may not read sys/mounts/%s. '
+                                 'pg_tde needs a token policy with read on sys/mounts/%s, create/read on '
+                                 '%s/data/* and list on %s/metadata.'
+                                 % (endpoint, token_path, mount, mount, mount, mount))
+        if code is not None:
+            module.fail_json(msg='Vault answered HTTP %s to GET %s: %s. Check vault_url and vault_mount_path '
+                                 '(the bare KV v2 mount, for example "secret").' % (code, endpoint, body.strip()))
+        module.fail_json(msg='Cannot reach Vault at %s from the database host: %s. Check vault_url, that '
+                             'vault_ca_path signs the server certificate, and the network; pg_tde would fail with '
+                             '"HTTP(S) request to keyring provider failed".' % (url, exc))
+    problem = kv_mount_problem(mount, answer)
+    if problem:
+        module.fail_json(msg='Vault %s: %s. pg_tde stores keys in a KV version 2 mount (pg_tde 2.1.2+ only '
+                             'warns about this and then fails at key time). Enable one with "bao secrets enable '
+                             '-path=<mount> kv-v2" (or vault) and set vault_mount_path.' % (url, problem))
+
+
+def scope_users(module, session, scope: str, provider_id: int) -> tuple[list[str], list[str]]:
+    """Keys that use the provider, and databases whose key could not be read."""
+    unreadable: list[str] = []
+    if scope == 'database':
+        info, err = try_key_info(session, 'database')
+        if err:
+            unreadable.append('%s (%s)' % (session.database, err))
+        return provider_users(provider_id, None, None, {session.database: info}), unreadable
+    server, err = try_key_info(session, 'server')
+    if err:
+        unreadable.append('server key (%s)' % err)
+    default, err = try_key_info(session, 'default')
+    if err:
+        unreadable.append('default key (%s)' % err)
+    infos: dict[str, Any] = {}
+    for db in connectable_databases(session):
+        if db == session.database:
+            other = session
+        else:
+            other = open_session(module, db)
+        try:
+            if not has_extension(other):
+                continue
+            info, err = try_key_info(other, 'database')
+            if err:
+                unreadable.append('database %s (%s)' % (db, err))
+            infos[db] = info
+        finally:
+            if other is not session:
+                other.close()
+    return provider_users(provider_id, server, default, infos), unreadable
+
+
+def diff_view(provider: dict[str, Any] | None, scope: str, database: str | None) -> dict[str, Any]:
+    if provider is None:
+        return {}
+    view = {'name': provider['name'], 'scope': scope, 'type': provider['type'], 'options': provider['options']}
+    if scope == 'database':
+        view['database'] = database
+    return view
+
+
+def main() -> None:
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        name=dict(type='str', required=True),
+        scope=dict(type='str', default='global', choices=['global', 'database']),
+        database=dict(type='str'),
+        type=dict(type='str', choices=['kmip', 'vault_v2', 'file']),
+        kmip_host=dict(type='str'),
+        kmip_port=dict(type='int', default=5696),
+        kmip_cert=dict(type='path'),
+        kmip_key=dict(type='path', no_log=False),
+        kmip_ca=dict(type='path'),
+        vault_url=dict(type='str'),
+        vault_mount_path=dict(type='str', default='secret'),
+        vault_token_path=dict(type='path', no_log=False),
+        vault_ca_path=dict(type='path'),
+        vault_namespace=dict(type='str'),
+        file_path=dict(type='path'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[
+            ('state', 'present', ('type',)),
+            ('type', 'kmip', ('kmip_host', 'kmip_cert', 'kmip_key', 'kmip_ca')),
+            ('type', 'vault_v2', ('vault_url', 'vault_token_path')),
+            ('type', 'file', ('file_path',)),
+        ],
+    )
+    params = module.params
+    params['vault_mount_path'] = normalize_mount(params.get('vault_mount_path'))
+    name: str = params['name']
+    scope: str = params['scope']
+    state: str = params['state']
+    database = (params.get('database') or params['login_db']) if scope == 'database' else params['login_db']
+
+    problems = input_problems(params)
+    if problems:
+        module.fail_json(msg='Invalid options: %s.' % '; '.join(problems))
+    for option in ignored_options(params):
+        module.warn('%s is ignored for type %s.' % (option, params['type']))
+
+    session = open_session(module, database)
+    try:
+        result = run(module, session, params, name, scope, state, database)
+    finally:
+        session.close()
+    module.exit_json(**result)
+
+
+def run(module, session, params, name: str, scope: str, state: str, database: str) -> dict[str, Any]:
+    require_pg_tde(module, session)
+    current = find_provider(list_providers(session, scope), name)
+    ptype = params.get('type')
+    desired = desired_provider_options(params) if state == 'present' else {}
+    action = provider_action(current, ptype, desired, state)
+    differences = [] if state == 'absent' else provider_differences(current, ptype, desired)
+    if differences == ['missing']:
+        differences = []
+    before = public_provider(current, scope)
+    where = 'global scope' if scope == 'global' else 'database "%s"' % database
+
+    if action in ('add', 'change'):
+        if desired.get('namespace') and not has_vault_namespace_overload(session):
+            module.fail_json(msg='vault_namespace needs pg_tde 2.1 or later (the 6-argument vault_v2 functions); '
+                                 'this server has an older pg_tde. Upgrade pg_tde or leave vault_namespace unset.')
+        identity = server_os_identity(session)
+        if identity is None:
+            module.warn('The data directory of the server is not on this host (or not readable by this role): '
+                        'the checks of the provider files were skipped. Run the module on the database host.')
+        else:
+            problems = file_checks(ptype, desired, identity['uid'], identity['gids'], identity['user'])
+            if problems:
+                module.fail_json(msg='Provider "%s" not %s: %s. Create the files, or fix their owner/mode so the '
+                                     'PostgreSQL OS user can read them (tdeops.pg_tde.certificates does this).'
+                                 % (name, 'added' if action == 'add' else 'changed', '; '.join(problems)))
+        if ptype == 'vault_v2':
+            check_vault_mount(module, desired)
+        sql, args = provider_statement(action, scope, ptype, name, desired)
+        try:
+            session.execute(sql, args)
+        except Exception as exc:
+            verb = 'Adding' if action == 'add' else 'Changing'
+            module.fail_json(msg=tde_failure_message('%s of %s key provider "%s" in the %s' % (verb, ptype, name, where),
+                                                     pg_error_text(exc)),
+                             executed_queries=session.executed_queries)
+    elif action == 'delete':
+        users, unreadable = scope_users(module, session, scope, current['id'])
+        if users:
+            module.fail_json(msg='Key provider "%s" (%s) is in use by %s: pg_tde refuses to delete a provider '
+                                 'in use ("cannot delete provider which is currently in use"). Rotate those keys '
+                                 'to another provider with tdeops.pg_tde.pg_tde_key first.'
+                             % (name, where, ', '.join(users)))
+        if unreadable:
+            module.warn('Could not read some keys while looking for users of provider "%s": %s.'
+                        % (name, '; '.join(unreadable)))
+        sql, args = provider_statement('delete', scope, current['type'], name, {})
+        try:
+            session.execute(sql, args)
+        except Exception as exc:
+            module.fail_json(msg=tde_failure_message('Deleting key provider "%s" in the %s' % (name, where),
+                                                     pg_error_text(exc)),
+                             executed_queries=session.executed_queries)
+
+    if action == 'none' or module.check_mode:
+        if action == 'delete':
+            after = None
+        elif action in ('add', 'change'):
+            after = public_provider({'id': current['id'] if current else None, 'name': name,
+                                     'type': ptype, 'options': desired}, scope)
+        else:
+            after = before
+    else:
+        after = public_provider(find_provider(list_providers(session, scope), name), scope)
+
+    result: dict[str, Any] = {
+        'changed': action != 'none',
+        'operation': action,
+        'differences': differences,
+        'provider': after,
+        'executed_queries': session.executed_queries,
+    }
+    if module._diff:
+        result['diff'] = {'before': diff_view(before, scope, database), 'after': diff_view(after, scope, database)}
+    return result
+
+
+if __name__ == '__main__':
+    main()
