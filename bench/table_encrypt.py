@@ -150,36 +150,48 @@ def total_bytes(cluster: PgCluster, tables: list[str]) -> int:
 def fill(cluster: PgCluster, table: str, mb: int) -> None:
     rows = mb * 1024 * 1024 // ROW_BYTES
     cluster.psql('CREATE TABLE %s (id bigint PRIMARY KEY, a text, b bigint, c timestamptz);'
-                 'INSERT INTO %s SELECT g, md5(g::text), g * 2, now() FROM generate_series(1, %d) g;'
-                 'VACUUM ANALYZE %s' % (table, table, rows, table), db='bench')
+                 'INSERT INTO %s SELECT g, md5(g::text), g * 2, now() FROM generate_series(1, %d) g'
+                 % (table, table, rows), db='bench')
+    cluster.psql('VACUUM ANALYZE %s' % table, db='bench')
 
 
 def scenario(cluster: PgCluster, workdir: str, name: str, tables: list[str], parallel: int) -> dict:
     size = total_bytes(cluster, tables)
-    best = {'raw_enc': None, 'raw_dec': None, 'mod_enc': None, 'mod_dec': None}
-    seconds: dict[str, list[float]] = {k: [] for k in best}
+    keys = ('raw_enc', 'raw_dec', 'mod_enc', 'mod_dec')
+    seconds: dict[str, list[float]] = {k: [] for k in keys}
+    phase: dict[str, list[float]] = {'mod_enc': [], 'mod_dec': []}
+
+    def module_run(state: str, key: str) -> float:
+        took, out = run_module_process(module_args(cluster, tables, state, parallel, False), workdir)
+        assert out['summary']['changed'] == len(tables), out['summary']
+        phase[key].append(out['summary']['seconds'])
+        return took
+
     for rnd in range(ROUNDS):
         for key, fn in (
             ('raw_enc', lambda: raw_loop(cluster, tables, 'tde_heap')),
             ('raw_dec', lambda: raw_loop(cluster, tables, 'heap')),
-            ('mod_enc', lambda: run_module_process(module_args(cluster, tables, 'encrypted', parallel, False),
-                                                   workdir)[0]),
-            ('mod_dec', lambda: run_module_process(module_args(cluster, tables, 'decrypted', parallel, False),
-                                                   workdir)[0]),
+            ('mod_enc', lambda: module_run('encrypted', 'mod_enc')),
+            ('mod_dec', lambda: module_run('decrypted', 'mod_dec')),
         ):
             took = fn()
             seconds[key].append(took)
-            log('%s round %d %s: %.2f s' % (name, rnd + 1, key, took))
-    for key in best:
-        best[key] = min(seconds[key])
+            log('%s round %d %s: %.2f s%s' % (name, rnd + 1, key, took,
+                                              ' (change phase %.2f s)' % phase[key][-1] if key in phase else ''))
+    best = {k: min(v) for k, v in seconds.items()}
     raw = best['raw_enc'] + best['raw_dec']
     mod = best['mod_enc'] + best['mod_dec']
+    mod_phase = min(phase['mod_enc']) + min(phase['mod_dec'])
     mb = size / 1048576.0
     return {'name': name, 'tables': len(tables), 'bytes': size, 'mb': round(mb, 1), 'parallel': parallel,
             'seconds': {k: [round(x, 2) for x in v] for k, v in seconds.items()},
-            'raw_s': round(raw, 2), 'module_s': round(mod, 2),
+            'change_phase_seconds': {k: [round(x, 2) for x in v] for k, v in phase.items()},
+            'raw_s': round(raw, 2), 'module_s': round(mod, 2), 'module_phase_s': round(mod_phase, 2),
             'raw_mb_s': round(2 * mb / raw, 1), 'module_mb_s': round(2 * mb / mod, 1),
-            'ratio': round(raw / mod, 3)}
+            'module_phase_mb_s': round(2 * mb / mod_phase, 1),
+            'ratio': round(raw / mod, 3), 'phase_ratio': round(raw / mod_phase, 3),
+            'ratio_enc': round(best['raw_enc'] / best['mod_enc'], 3),
+            'ratio_dec': round(best['raw_dec'] / best['mod_dec'], 3)}
 
 
 def main() -> int:
@@ -208,17 +220,17 @@ def main() -> int:
         report = {
             'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
             'flavour': flavour, 'host': platform.node(), 'cpus': os.cpu_count(),
-            'load_before': os.getloadavg(), 'rounds': ROUNDS, 'one': one, 'many': many,
+            'load': os.getloadavg(), 'rounds': ROUNDS, 'one': one, 'many': many,
             'ansible_cli_enc_s': round(ans_enc, 2),
-            'ansible_cli_ratio': round(one['seconds']['raw_enc'][-1] / ans_enc, 3),
+            'ansible_cli_ratio': round(min(one['seconds']['raw_enc']) / ans_enc, 3),
             'verify_dec_s': round(verify_dec, 2), 'verify_rows': vout['tables'][0]['rows'],
             'many_seq_module_enc_s': round(seq_enc, 2),
             'total_s': round(time.monotonic() - started, 1),
         }
         write_report(report)
-        ok = one['ratio'] >= 0.95 and many['ratio'] >= 1.5
-        log('one large table: module/raw throughput %.3f (target >= 0.95); many tables parallel=%d: %.3f '
-            '(target >= 1.5) -> %s' % (one['ratio'], PARALLEL, many['ratio'], 'MET' if ok else 'NOT MET'))
+        log('one large table: module/raw %.3f end to end, %.3f change phase (target >= 0.95); many tables '
+            'parallel=%d: %.3f end to end, %.3f change phase (target >= 1.5)'
+            % (one['ratio'], one['phase_ratio'], PARALLEL, many['ratio'], many['phase_ratio']))
         return 0
     finally:
         if cluster is not None:
@@ -228,40 +240,58 @@ def main() -> int:
 
 def write_report(r: dict) -> None:
     one, many = r['one'], r['many']
+
+    def row(label: str, sc: dict, target: float) -> list[str]:
+        return [
+            '| %s | %s MB | %.2f s | %.1f | %.2f s | %.1f | **%.3f** (enc %.3f, dec %.3f) | %.2f s | %.1f | %.3f '
+            '| >= %s: %s end to end, %s change phase |'
+            % (label, sc['mb'], sc['raw_s'], sc['raw_mb_s'], sc['module_s'], sc['module_mb_s'], sc['ratio'],
+               sc['ratio_enc'], sc['ratio_dec'], sc['module_phase_s'], sc['module_phase_mb_s'], sc['phase_ratio'],
+               target, 'met' if sc['ratio'] >= target else 'NOT met',
+               'met' if sc['phase_ratio'] >= target else 'NOT met'),
+        ]
+
     lines = [
         '# pg_tde_table_encrypt benchmark, %s' % r['date'],
         '',
-        '%s; %s CPUs (shared), load average at the end %.1f / %.1f / %.1f; fsync, synchronous_commit and '
-        'full_page_writes on; %d rounds, best time per direction; every rewrite timed (heap -> tde_heap and back).'
-        % (r['flavour'], r['cpus'], r['load_before'][0], r['load_before'][1], r['load_before'][2], r['rounds']),
-        'Baseline: `psql -c \'ALTER TABLE ... SET ACCESS METHOD ...\'`, one psql per table, sequential. '
-        'Module: `pg_tde_table_encrypt` as its own Python process (as ansible runs it on the host), '
-        'verify_integrity false (the baseline proves nothing either).',
+        '%s; %s CPUs shared with other work (load average at the end %.1f / %.1f / %.1f); fsync, '
+        'synchronous_commit and full_page_writes on; %d rounds, best time per direction; every rewrite '
+        'is timed (heap -> tde_heap and back, so MB/s counts the data twice).'
+        % (r['flavour'], r['cpus'], r['load'][0], r['load'][1], r['load'][2], r['rounds']),
         '',
-        '| scenario | data | raw loop (enc+dec) | module (enc+dec) | raw MB/s | module MB/s | module / raw | target |',
-        '|---|---|---|---|---|---|---|---|',
-        '| one large table | %s MB | %.2f s | %.2f s | %.1f | %.1f | **%.3f** | >= 0.95 %s |'
-        % (one['mb'], one['raw_s'], one['module_s'], one['raw_mb_s'], one['module_mb_s'], one['ratio'],
-           'met' if one['ratio'] >= 0.95 else 'NOT met'),
-        '| %d tables, parallel=%d | %s MB | %.2f s | %.2f s | %.1f | %.1f | **%.3f** | >= 1.5 %s |'
-        % (many['tables'], many['parallel'], many['mb'], many['raw_s'], many['module_s'], many['raw_mb_s'],
-           many['module_mb_s'], many['ratio'], 'met' if many['ratio'] >= 1.5 else 'NOT met'),
+        '- Baseline (raw): `psql -c \'ALTER TABLE ... SET ACCESS METHOD ...\'`, one psql per table, sequential.',
+        '- Module end to end: `pg_tde_table_encrypt` as its own Python process, as ansible runs it on the host '
+        '(interpreter start, imports, connection, catalog reads, key check, free space check, the rewrites, '
+        'verification), verify_integrity false (the baseline proves nothing either).',
+        '- Module change phase: the same runs, the wall time the module reports in `summary.seconds` '
+        '(from the first lock to the last commit and check after commit; without start-up and planning).',
+        '',
+        '| scenario | data | raw (enc+dec) | raw MB/s | module end to end | MB/s | module / raw | '
+        'module change phase | MB/s | change phase / raw | target |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    lines += row('one large table', one, 0.95)
+    lines += row('%d tables, parallel=%d' % (many['tables'], many['parallel']), many, 1.5)
+    lines += [
         '',
         'Also measured in this run:',
         '',
-        '- one large table encrypt through the ansible CLI (controller start-up included): %.2f s, '
-        'raw/ansible %.3f' % (r['ansible_cli_enc_s'], r['ansible_cli_ratio']),
-        '- one large table decrypt with verify_integrity (row count + checksum before and after, %d rows): %.2f s'
+        '- one large table, encrypt through the ansible CLI (controller start-up included): %.2f s, '
+        'raw / ansible %.3f' % (r['ansible_cli_enc_s'], r['ansible_cli_ratio']),
+        '- one large table, decrypt with verify_integrity (row count + checksum before and after, %d rows): %.2f s'
         % (r['verify_rows'], r['verify_dec_s']),
         '- many tables, module with parallel=1, encrypt: %.2f s' % r['many_seq_module_enc_s'],
         '',
-        'All times (s) per round:',
+        'All times (s) per round, end to end, and the module\'s change phase:',
         '',
         '```',
-        json.dumps({'one large table': one['seconds'], 'many tables': many['seconds']}, indent=1),
+        json.dumps({'one large table': one['seconds'], 'one large table, change phase': one['change_phase_seconds'],
+                    'many tables': many['seconds'], 'many tables, change phase': many['change_phase_seconds']},
+                   indent=1),
         '```',
         '',
-        'Total benchmark wall time: %.1f s. Run with `bash bench/run.sh`.' % r['total_s'],
+        'Total benchmark wall time: %.1f s. Run with `bash bench/run.sh` (sizes: BENCH_* in '
+        'bench/table_encrypt.py).' % r['total_s'],
         '',
     ]
     os.makedirs(OUT, exist_ok=True)

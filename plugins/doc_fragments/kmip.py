@@ -12,7 +12,7 @@ options:
   kmip_host:
     description:
       - Host name or IP address of the KMIP server, as the pg_tde provider uses it.
-      - Required by M(tdeops.pg_tde.kmip_key), and by M(tdeops.pg_tde.kms_preflight) with O(type=kmip).
+      - Required by M(tdeops.pg_tde.kmip_key), and by M(tdeops.pg_tde.kms_preflight) with O(tdeops.pg_tde.kms_preflight#module:type=kmip).
     type: str
   kmip_port:
     description:

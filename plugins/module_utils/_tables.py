@@ -212,11 +212,18 @@ def select_relations(catalog: list[dict[str, Any]], search_path: list[str], *,
             errors.append('"%s" is a materialized view: set include_matviews: true to rewrite it'
                           % display_name(rel['schema'], rel['name']))
         elif rel['relkind'] not in ('r', 'p', 'm'):
+            what = KIND_NAMES.get(rel['relkind'], rel['relkind'])
             errors.append('"%s" is a %s: only tables, partitioned tables and materialized views have '
-                          'an access method pg_tde can encrypt' % (display_name(rel['schema'], rel['name']),
-                                                                  KIND_NAMES.get(rel['relkind'], rel['relkind'])))
+                          'an access method pg_tde can encrypt' % (display_name(rel['schema'], rel['name']), what))
         else:
             add_tree(rel)
+
+    for entry in exclude:
+        if not is_like_pattern(entry):
+            try:
+                parse_relation_name(entry)
+            except ValueError as exc:
+                errors.append('exclude: %s' % exc)
 
     broad = sorted((rel for rel in catalog if rel['relkind'] in broad_kinds and not rel.get('extension_member')),
                    key=lambda r: (r['schema'], r['name']))
@@ -356,9 +363,8 @@ def storage_problems(parts: list[dict[str, Any]], expect_encrypted: bool) -> lis
     bad = []
     for part in parts:
         if part['encrypted'] is not expect_encrypted:
-            bad.append('%s (%s): pg_tde_is_encrypted = %s' % (part['relation'], part['part'],
-                                                             'NULL' if part['encrypted'] is None
-                                                             else str(part['encrypted']).lower()))
+            value = 'NULL' if part['encrypted'] is None else str(part['encrypted']).lower()
+            bad.append('%s (%s): pg_tde_is_encrypted = %s' % (part['relation'], part['part'], value))
     return bad
 
 

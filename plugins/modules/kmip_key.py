@@ -26,7 +26,7 @@ description:
   - Runs where the client certificate is, on the controller or on a database host with
     C(delegate_to).
 author:
-  - tdeops maintainers
+  - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.kmip
 attributes:

@@ -26,7 +26,7 @@ description:
     within O(expiry_warning_days).
   - Never changes anything (C(changed) is always false); never returns key bytes or tokens.
 author:
-  - tdeops maintainers
+  - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.kmip
 attributes:
@@ -193,13 +193,12 @@ tls:
 import hashlib
 import json
 import os
-import ssl
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
-from urllib.request import Request, urlopen
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _tls
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._kmip import kmip_argument_spec, missing_connection_options
@@ -346,8 +345,8 @@ def handshake(report: Report, certificates: dict[str, Any], result: dict[str, An
     report.ok('server_chain', 'the server certificate of %s chains to %s' % (where, ca or 'the system trust store'))
     report.ok('server_name', 'the server certificate matches "%s"' % (server_name or host))
     check_cert_validity(report, 'server', server, where, days)
-    report.ok('tls_handshake', '%s with %s%s' % (tls['protocol'], tls['cipher'],
-                                                  ' and the client certificate' if cert else ''))
+    with_cert = ' and the client certificate' if cert else ''
+    report.ok('tls_handshake', '%s with %s%s' % (tls['protocol'], tls['cipher'], with_cert))
     result['tls'] = {'protocol': tls['protocol'], 'cipher': tls['cipher']}
     return True
 
@@ -375,14 +374,14 @@ def read_token(report: Report, path: str) -> str | None:
 
 def vault_request(url: str, path: str, token: str, ca: str | None, timeout: int,
                   namespace: str | None) -> tuple[int, dict[str, Any]]:
-    ctx = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
-    req = Request(url.rstrip('/') + '/v1/' + path, method='GET')
-    req.add_header('X-Vault-Token', token)
+    """GET /v1/<path> with the token; (status, JSON body). HTTP errors are returned."""
+    headers = {'X-Vault-Token': token}
     if namespace:
-        req.add_header('X-Vault-Namespace', namespace)
+        headers['X-Vault-Namespace'] = namespace
     try:
-        with urlopen(req, timeout=timeout, context=ctx if url.startswith('https') else None) as resp:
-            return resp.status, json.loads(resp.read() or b'{}')
+        resp = open_url(url.rstrip('/') + '/v1/' + path, method='GET', headers=headers, timeout=timeout,
+                        validate_certs=True, ca_path=ca)
+        return resp.getcode(), json.loads(resp.read() or b'{}')
     except HTTPError as exc:
         try:
             body = json.loads(exc.read() or b'{}')
@@ -478,6 +477,25 @@ def check_mount(report: Report, url: str, mount: str, token: str, p: dict[str, A
     return True
 
 
+def file_view(option: str, path: str | None) -> dict[str, Any] | None:
+    """Metadata of one file for the diff: certificates by subject, fingerprint and expiry, keys
+    by public key fingerprint, tokens by a digest of the first line that is only compared,
+    never returned."""
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        if option in ('kmip_cert', 'kmip_ca', 'vault_ca_path'):
+            info = _tls.cert_info(_tls.load_certificates(path)[0], path)
+            return {k: info[k] for k in ('path', 'subject', 'issuer', 'not_after', 'fingerprint_sha256')}
+        if option == 'kmip_key':
+            return _tls.private_key_info(_tls.load_private_key(path), path)
+        with open(path, 'rb') as fh:
+            first = (fh.read().splitlines() or [b''])[0].strip()
+        return {'path': path, '_digest': hashlib.sha256(first).hexdigest()}
+    except (_tls.TlsCheckError, OSError):
+        return {'path': path, 'unreadable': True}
+
+
 def _strip(view: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if view is None else {k: v for k, v in view.items() if k != 'path'}
 
@@ -552,8 +570,8 @@ def main() -> None:
         if len(report.failures) == 1:
             msg = report.failures[0]
         else:
-            msg = '%d checks failed: %s' % (len(report.failures),
-                                           ' '.join('(%d) %s' % (i + 1, f) for i, f in enumerate(report.failures)))
+            listing = ' '.join('(%d) %s' % (i + 1, f) for i, f in enumerate(report.failures))
+            msg = '%d checks failed: %s' % (len(report.failures), listing)
         module.fail_json(msg=msg, **result)
     module.exit_json(**result)
 

@@ -428,6 +428,8 @@ def main() -> None:
         module.fail_json(msg='Invalid options: %s.' % '; '.join(problems))
     for option in ignored_options(params):
         module.warn('%s is ignored for type %s.' % (option, params['type']))
+    if scope == 'global' and params.get('database'):
+        module.warn('database is ignored for scope=global (global providers serve every database).')
 
     session = open_session(module, database)
     try:

@@ -35,7 +35,7 @@ description:
   - In check mode the module returns the plan (tables, sizes, bytes to rewrite, order, free space)
     and changes nothing.
 author:
-  - tdeops maintainers
+  - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
 options:
@@ -146,8 +146,10 @@ options:
     default: 20
 attributes:
   check_mode:
+    description: Returns the plan (tables, sizes, bytes to rewrite, order, free space) and changes nothing.
     support: full
   diff_mode:
+    description: Shows the access method of each planned table before and after.
     support: full
 notes:
   - Needs a role that owns the tables (or a superuser), and pg_tde in C(shared_preload_libraries)
@@ -451,17 +453,14 @@ class Runner:
                 item = make_item(db, rel, self.state, action, reason, sizes, spaces, by_oid)
                 if action == 'skip':
                     self.skipped.append(skipped_entry(item))
-                    if rel['relkind'] == 'p' and reason and 'cannot set' in reason:
-                        self.module.warn('database "%s": %s: %s' % (db, display_name(rel['schema'], rel['name']),
-                                                                     reason))
-                    elif reason and reason.startswith('access method'):
-                        self.module.warn('database "%s": %s: %s' % (db, display_name(rel['schema'], rel['name']),
-                                                                     reason))
+                    if reason and (reason.startswith('access method') or 'cannot set' in reason):
+                        where = display_name(rel['schema'], rel['name'])
+                        self.module.warn('database "%s": %s: %s' % (db, where, reason))
                     continue
                 if not rel.get('owned'):
+                    where = display_name(rel['schema'], rel['name'])
                     errors.append('database "%s": %s is not owned by %s (or a role it belongs to): connect as '
-                                  'its owner or a superuser' % (db, display_name(rel['schema'], rel['name']),
-                                                                 self.p['login_user']))
+                                  'its owner or a superuser' % (db, where, self.p['login_user']))
                 items.append(item)
         if errors:
             self.fail('Nothing was changed: %s.' % '; '.join(errors))
@@ -524,7 +523,7 @@ class Runner:
                                                                display_name(item['schema'], item['table']),
                                                                item['database'], exc))
             item['device'] = stats[directory][0]
-        available = {dev: avail for dev, avail in stats.values()}
+        available = dict(stats.values())
         needs = space_needed(rewrites, self.p['parallel'], self.p['free_space_margin'])
         self.free_space = [dict(need, available_bytes=available[dev]) for dev, need in needs.items()]
         short = space_shortfalls(needs, available)
@@ -626,8 +625,9 @@ class Runner:
             for t in threads:
                 t.join()
         for n, item in enumerate(rewrites):
-            self.results.append(results.get(n) or dict(item, status='not_started', changed=False,
-                                                        error='not started: the run stopped after an error'))
+            not_started = dict(item, status='not_started', changed=False,
+                               error='not started: the run stopped after an error')
+            self.results.append(results.get(n) or not_started)
 
     def diff(self) -> dict[str, Any]:
         changed = {r['order'] for r in self.results if r.get('changed')} if not self.module.check_mode \
@@ -673,8 +673,8 @@ def main() -> None:
         first = [r for r in failed if r['status'] == 'failed']
         msg = '; '.join('database "%s": %s: %s' % (r['database'], display_name(r['schema'], r['table']), r['error'])
                         for r in first) or 'the run stopped'
-        module.fail_json(msg='%d of %d table(s) not %s: %s' % (len(failed), len(runner.plan), module.params['state'],
-                                                                msg), changed=changed, **out)
+        module.fail_json(msg='%d of %d table(s) not %s: %s'
+                         % (len(failed), len(runner.plan), module.params['state'], msg), changed=changed, **out)
     module.exit_json(changed=changed, **out)
 
 

@@ -244,6 +244,10 @@ def test_provider_ids_and_options_json(pg, sql, keydir):
     rows = s.q('SELECT id, name, options FROM pg_tde_list_all_database_key_providers() ORDER BY id')
     assert [(r[0], r[1]) for r in rows] == [(2, 'b'), (3, 'c')]     # ids are not reused
     assert rows[0][2] == {'path': os.path.join(keydir, db + 'b')}   # generic form: as given
+    # CREATE EXTENSION again starts from scratch in this database (pg_tde's startup cleanup)
+    s.q('DROP EXTENSION pg_tde')
+    s.q('CREATE EXTENSION pg_tde')
+    assert s.q('SELECT * FROM pg_tde_list_all_database_key_providers()') == []
     s.close()
 
 
@@ -262,17 +266,18 @@ def test_error_paths_flow_07_generic(pg, sql, keydir):
 
 def test_limits(sql, keydir):
     path = os.path.join(keydir, 'limits.per')
-    f = sql.fails('SELECT pg_tde_add_database_key_provider_file(%s, %s)', ('p' * 127, path))
-    assert f.message == 'provider name "%s" is too long' % ('p' * 127) and f.sqlstate == '22023'
-    sql.q('SELECT pg_tde_add_database_key_provider_file(%s, %s)', ('p' * 126, path))
+    f = sql.fails('SELECT pg_tde_add_database_key_provider_file(%s, %s)', ('p' * 128, path))
+    assert f.message == 'provider name "%s" is too long' % ('p' * 128) and f.sqlstate == '22023'
+    assert f.hint == 'Maximum length is 127 bytes.'
+    sql.q('SELECT pg_tde_add_database_key_provider_file(%s, %s)', ('p' * 127, path))
     f = sql.fails("SELECT pg_tde_add_database_key_provider('file', 'big', %s)",
                   (json.dumps({'path': '/' + 'x' * 1100}),))
     assert f.message == 'too large provider options, maximum size is 1023 bytes'
-    f = sql.fails('SELECT pg_tde_create_key_using_database_key_provider(%s, %s)', ('k' * 256, 'p' * 126))
+    f = sql.fails('SELECT pg_tde_create_key_using_database_key_provider(%s, %s)', ('k' * 256, 'p' * 127))
     assert f.message == 'key name "%s" is too long' % ('k' * 256)
     assert f.hint == 'Maximum length is 255 bytes.'
-    sql.q('SELECT pg_tde_create_key_using_database_key_provider(%s, %s)', ('k' * 255, 'p' * 126))
-    sql.q('SELECT pg_tde_delete_database_key_provider(%s)', ('p' * 126,))
+    sql.q('SELECT pg_tde_create_key_using_database_key_provider(%s, %s)', ('k' * 255, 'p' * 127))
+    sql.q('SELECT pg_tde_delete_database_key_provider(%s)', ('p' * 127,))
 
 
 def test_superuser_requirements(pg, sql):
@@ -663,8 +668,22 @@ def test_kmip_down_running_and_startup_flow_08_09_11(pg_cluster_factory, make_km
         c.start()
     assert err.value.fatal.splitlines() == ['WARNING:  SSL error: BIO_do_connect failed',
                                             'FATAL:  key "key_02" not found in key provider "kms_provider"']
+    # facts 3: without WAL encryption the server starts, reads of encrypted tables fail
+    c.set_conf(**{'pg_tde.wal_encrypt': None})
+    c.start()
+    s = Sql(c)
+    assert s.one('SELECT count(*) FROM pg_class')[0] > 0
+    f = s.fails('SELECT count(*) FROM secret_tbl')
+    assert f.warnings == ['SSL error: BIO_do_connect failed']
+    assert (f.message, f.sqlstate) == ('key "key_02" not found in key provider "kms_provider"', 'P0002')
+    s.close()
+    c.stop()
+    c.set_conf(**{'pg_tde.wal_encrypt': 'on'})
     kms.start()
     c.start()
+    s = Sql(c)
+    assert s.one('SELECT count(*) FROM secret_tbl')[0] == 0
+    s.close()
     c.stop()
 
     # flow-11: the provider repointed offline at a missing client certificate

@@ -164,6 +164,9 @@ def test_kmip_errors(pg, kmip_server, kmip_client_files, keydir, pki):
     res = run_module('pg_tde_provider', dict(base, name=uid('k'), kmip_cert='/nonexistent/client.crt'))
     assert res['failed'] and 'kmip_cert /nonexistent/client.crt does not exist' in res['msg']
 
+    res = run_module('pg_tde_provider', dict(base, name=uid('k'), kmip_ca='/nonexistent/ca.crt'))
+    assert res['failed'] and 'kmip_ca /nonexistent/ca.crt does not exist' in res['msg']
+
     # a file the postgres OS user cannot read
     secret = os.path.join(keydir, uid('rootkey') + '.key')
     shutil.copy(kmip_client_files.key, secret)
@@ -188,6 +191,17 @@ def test_kmip_errors(pg, kmip_server, kmip_client_files, keydir, pki):
     res = run_module('pg_tde_provider', dict(base, name=uid('k'), kmip_key=other_key))
     assert res['failed'] and 'SSL error: Loading the client key failed' in res['msg']
     assert 'does not match the client certificate' in res['msg']
+
+    # a client certificate the KMS does not trust: the same pg_tde text as a KMS that is down
+    foreign = pki.foreign(uid('foreign'), 'foreign-client')
+    fcert, fkey = os.path.join(keydir, uid('f') + '.crt'), os.path.join(keydir, uid('f') + '.key')
+    shutil.copy(foreign.cert, fcert)
+    shutil.copy(foreign.key, fkey)
+    os.chmod(fcert, 0o644)
+    os.chmod(fkey, 0o644)
+    res = run_module('pg_tde_provider', dict(base, name=uid('k'), kmip_cert=fcert, kmip_key=fkey))
+    assert res['failed'] and 'SSL error: BIO_do_connect failed' in res['msg']
+    assert 'does not trust the client certificate' in res['msg']
 
     # a required option missing: ansible's own argument check
     res = run_module('pg_tde_provider', {k: v for k, v in dict(base, name=uid('k')).items() if k != 'kmip_ca'})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
 
 import pytest
 
@@ -143,13 +144,27 @@ def test_lock_released_during_retries_succeeds(pg):
     pg.psql('CREATE TABLE busy (id int); INSERT INTO busy VALUES (1)', db=db)
     holder = pg.connect(db, autocommit=False)
     holder.execute('LOCK TABLE busy IN ACCESS SHARE MODE')
-    timer = threading.Timer(1.5, holder.rollback)
-    timer.start()
+    watcher = pg.connect(db)
+
+    def release_after_first_wait():
+        # hold the lock until the module has waited for it once, then let it go
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                               "AND relation = 'busy'::regclass").fetchone()[0]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.6)
+        holder.rollback()
+
+    releaser = threading.Thread(target=release_after_first_wait)
+    releaser.start()
     try:
-        res = run(pg, db, tables=['busy'], lock_timeout='300ms', retries=4, retry_delay=0.5)
+        res = run(pg, db, tables=['busy'], lock_timeout='300ms', retries=5, retry_delay=0.5)
     finally:
-        timer.join()
+        releaser.join()
         holder.close()
+        watcher.close()
     assert not res.get('failed'), res.get('msg')
     assert res['tables'][0]['attempts'] > 1 and res['tables'][0]['status'] == 'encrypted'
 
@@ -237,6 +252,8 @@ def test_default_key_is_enough(pg):
     res = run(pg, db, tables=['t'])
     assert not res.get('failed'), res.get('msg')
     assert am(pg, db, 't') == 'tde_heap'
+    # leave no default key behind for the other tests of this module
+    pg.psql('DROP TABLE t', db=db)
     pg.psql('SELECT pg_tde_delete_default_key()', db=db)
 
 

@@ -47,6 +47,9 @@ installed_ok() {
 }
 
 mkdir -p "$build"
+# one build at a time (setup.sh and engineers may run this concurrently)
+exec 9>"$build/.lock"
+flock 9
 if [ $force -eq 1 ] || [ "$(cat "$stamp" 2>/dev/null)" != "$stamp_want" ] || ! installed_ok; then
   log "building in $build"
   src="$build/src-tree"

@@ -12,6 +12,7 @@ Authentication is trust on loopback and on the socket directory; never use on a 
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import re
@@ -122,6 +123,33 @@ def chown_postgres(path: str | os.PathLike, recursive: bool = False) -> None:
                 os.chown(os.path.join(root, name), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
 
 
+_TEMPLATE: str | None = None
+INITDB_ARGS = ['-U', PG_OS_USER, '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '-N']
+
+
+def _run_initdb(datadir: str) -> None:
+    proc = subprocess.run(_as_postgres([os.path.join(PG_BIN, 'initdb'), '-D', datadir] + INITDB_ARGS),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ClusterError('initdb failed (rc=%d): %s%s' % (proc.returncode, proc.stdout, proc.stderr))
+
+
+def _template() -> str:
+    """One initdb per test process, copied for every cluster (initdb is slow on a busy machine).
+    TDEOPS_PG_NO_TEMPLATE=1 runs initdb for every cluster instead."""
+    global _TEMPLATE
+    if _TEMPLATE is None or not os.path.exists(os.path.join(_TEMPLATE, 'PG_VERSION')):
+        base = tempfile.mkdtemp(prefix='tdeops-pg-template-')
+        os.chmod(base, 0o755)
+        atexit.register(shutil.rmtree, base, True)
+        datadir = os.path.join(base, 'data')
+        os.makedirs(datadir, mode=0o700)
+        chown_postgres(datadir)
+        _run_initdb(datadir)
+        _TEMPLATE = datadir
+    return _TEMPLATE
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     if os.geteuid() == pwd.getpwnam(PG_OS_USER).pw_uid:
         return cmd
@@ -195,12 +223,12 @@ class PgCluster:
         chown_postgres(self.workdir)
         chown_postgres(self.socket_dir)
         os.chmod(self.socket_dir, 0o755)
-        proc = subprocess.run(
-            _as_postgres([os.path.join(self.bindir, 'initdb'), '-D', self.datadir, '-U', PG_OS_USER,
-                          '-A', 'trust', '-E', 'UTF8', '--locale=C.UTF-8', '-N']),
-            capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ClusterError('initdb failed (rc=%d): %s%s' % (proc.returncode, proc.stdout, proc.stderr))
+        if os.environ.get('TDEOPS_PG_NO_TEMPLATE'):
+            _run_initdb(self.datadir)
+        else:
+            proc = subprocess.run(['cp', '-a', _template(), self.datadir], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise ClusterError('copying the initdb template failed: %s' % proc.stderr)
         with open(os.path.join(self.datadir, 'postgresql.conf'), 'a') as fh:
             fh.write("\n# tdeops tests\ninclude_if_exists = '%s'\ninclude_if_exists = '%s'\n" % (CONF_BASE, CONF_SET))
         self._write_base_conf()

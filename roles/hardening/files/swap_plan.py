@@ -184,7 +184,7 @@ def main(argv):
         if (to_remove or fstab) and not allow_remove:
             refuse.append('hardening_swap: none would remove all swap of this host (%s); set '
                           'hardening_swap_allow_remove: true to allow it'
-                          % ', '.join([a['name'] for a in to_remove] + [e['src'] for e in fstab]))
+                          % ', '.join(sorted(set([a['name'] for a in to_remove] + [e['src'] for e in fstab]))))
         plan['swapoff'] = [a['name'] for a in to_remove]
         plan['comment_fstab'] = [e['line'] for e in fstab]
         plan['comment_crypttab'] = [c['line'] for c in crypt.values() if 'swap' in c['options'].split(',')]

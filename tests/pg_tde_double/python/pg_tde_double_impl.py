@@ -153,6 +153,11 @@ class Double:
         self._write_json(self._path(oid), state)
 
     def database_oids_with_state(self):
+        """Databases that exist and have a state file (pg_tde scans pg_database)."""
+        existing = {int(r['oid']) for r in self.plpy.execute('SELECT oid FROM pg_catalog.pg_database')}
+        return [oid for oid in self._state_file_oids() if oid in existing]
+
+    def _state_file_oids(self):
         oids = []
         try:
             names = os.listdir(self.state_dir)
@@ -512,11 +517,11 @@ class Double:
         if opts.get('namespace'):
             headers['X-Vault-Namespace'] = opts['namespace']
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, headers=headers,
-                                     method='POST' if data is not None else 'GET')
         try:
+            req = urllib.request.Request(url, data=data, headers=headers,
+                                         method='POST' if data is not None else 'GET')
             ctx = ssl.create_default_context(cafile=opts.get('caPath') or None)
-        except Exception:
+        except Exception:       # malformed URL, unreadable CA file: curl fails the same way
             return None, None
         try:
             with urllib.request.urlopen(req, timeout=NET_TIMEOUT, context=ctx) as resp:
@@ -627,7 +632,7 @@ class Double:
         nlen = len(name.encode())
         if nlen == 0:
             self.error('provider name "" is too short', sqlstate='22023')
-        if nlen >= PROVIDER_NAME_LEN - 1:
+        if nlen >= PROVIDER_NAME_LEN:
             self.error('provider name "%s" is too long' % name, sqlstate='22023',
                        hint='Maximum length is %d bytes.' % (PROVIDER_NAME_LEN - 1))
         if len(options.encode()) >= OPTIONS_LEN:
@@ -936,6 +941,31 @@ class Double:
         finally:
             self.unlock()
 
+    def check_key_for_access(self):
+        """First access of a backend to a tde_heap relation: GetPrincipalKey() must succeed."""
+        my_db = self.my_database_oid()
+        self.lock()
+        try:
+            if self._key_no_default(my_db, my_db) is None:
+                self._key_no_default(DEFAULT_OID, my_db)
+        finally:
+            self.unlock()
+
+    def extension_created(self):
+        """CREATE EXTENSION pg_tde: like pg_tde's key_provider_startup_cleanup() and
+        principal_key_startup_cleanup(), forget what an earlier incarnation of the extension in
+        this database (or a dropped database with the same OID) left behind."""
+        my_db = self.my_database_oid()
+        self.lock()
+        try:
+            try:
+                os.unlink(self._path(my_db))
+            except FileNotFoundError:
+                pass
+            self.cache_clear(my_db)
+        finally:
+            self.unlock()
+
     def ensure_principal_key(self):
         """pg_tde_principal_key_configured() + GetPrincipalKey() for a new encrypted object."""
         my_db = self.my_database_oid()
@@ -982,6 +1012,8 @@ ROUTES = {
     'pg_tde_verify_server_key': lambda d: d.verify_key('server'),
     'pg_tde_verify_default_key': lambda d: d.verify_key('default'),
     'ensure_principal_key': lambda d: d.ensure_principal_key(),
+    'extension_created': lambda d: d.extension_created(),
+    'check_key_for_access': lambda d: d.check_key_for_access(),
 }
 
 

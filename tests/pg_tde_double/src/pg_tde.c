@@ -41,6 +41,8 @@
 #include "catalog/pg_inherits.h"
 #include "commands/defrem.h"
 #include "commands/event_trigger.h"
+#include "access/parallel.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "fmgr.h"
@@ -77,10 +79,16 @@ static const struct config_enum_entry cipher_options[] = {
 };
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static bool key_checked_in_this_backend = false;
+static bool checking_key = false;
 
 void		_PG_init(void);
 static void tde_shmem_startup(void);
 static void check_server_key_at_startup(void);
+static void tde_ExecutorStart(QueryDesc *queryDesc, int eflags);
+static JsonbContainer *call_dispatch(const char *function, const char *args);
+static Oid	tde_am_oid(void);
 
 PG_FUNCTION_INFO_V1(pg_tdeam_handler);
 PG_FUNCTION_INFO_V1(pg_tde_is_encrypted);
@@ -137,6 +145,68 @@ _PG_init(void)
 
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tde_shmem_startup;
+
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = tde_ExecutorStart;
+}
+
+/*
+ * Reading or writing a tde_heap relation needs the database's principal key,
+ * as with pg_tde: the first time a backend touches one, the key must be in
+ * the cache or fetchable from its provider (so, after a restart with the KMS
+ * down, queries on encrypted tables fail with pg_tde's WARNING and ERROR).
+ * The double's data is not encrypted; this only emulates the failure.
+ */
+static void
+tde_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (!key_checked_in_this_backend && !checking_key && !IsParallelWorker() &&
+		!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && queryDesc->plannedstmt != NULL)
+	{
+		Oid			tdeam = InvalidOid;
+		bool		found = false;
+		ListCell   *lc;
+
+		foreach(lc, queryDesc->plannedstmt->rtable)
+		{
+			RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+			HeapTuple	tp;
+
+			if (rte->rtekind != RTE_RELATION)
+				continue;
+			tp = SearchSysCache1(RELOID, ObjectIdGetDatum(rte->relid));
+			if (!HeapTupleIsValid(tp))
+				continue;
+			if (((Form_pg_class) GETSTRUCT(tp))->relam != InvalidOid)
+			{
+				if (tdeam == InvalidOid)
+					tdeam = tde_am_oid();
+				found = OidIsValid(tdeam) && ((Form_pg_class) GETSTRUCT(tp))->relam == tdeam;
+			}
+			ReleaseSysCache(tp);
+			if (found)
+				break;
+		}
+		if (found)
+		{
+			checking_key = true;
+			PG_TRY();
+			{
+				(void) call_dispatch("check_key_for_access", "[]");
+			}
+			PG_FINALLY();
+			{
+				checking_key = false;
+			}
+			PG_END_TRY();
+			key_checked_in_this_backend = true;
+		}
+	}
+
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
 }
 
 static void

@@ -145,5 +145,8 @@ CREATE EVENT TRIGGER pg_tde_ddl_start ON ddl_command_start
     EXECUTE FUNCTION pg_tde_ddl_command_start_capture();
 CREATE EVENT TRIGGER pg_tde_ddl_end ON ddl_command_end
     EXECUTE FUNCTION pg_tde_ddl_command_end_capture();
+
+-- as pg_tde at CREATE EXTENSION: forget this database's old providers and key
+SELECT tde_double.dispatch('extension_created', '[]');
 """)
 print("\n".join(out))

@@ -159,6 +159,10 @@ def test_all_tables_excludes_partition_tree_and_names():
     assert excluded['public.tmpx1'] == 'public.tmp%'
 
 
+def test_bad_exclude_name_is_an_error():
+    assert 'exclude: ' in select(all_tables=True, exclude=['a.b.c'])['errors'][0]
+
+
 def test_unqualified_exclude_matches_every_schema():
     got = names(select(all_tables=True, exclude=['orders']))
     assert 'public.orders' not in got and 'sales.orders' not in got

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The molecule tier: build or reuse the host images, build the pg_tde test double's tarball,
+# then `molecule test` every scenario under molecule/ (except shared/) one after another.
+# A failed scenario does not stop the others; a table of times and results closes the run and
+# the exit status is non-zero when any scenario failed.
+# MOLECULE_SCENARIOS="smoke configure" selects scenarios. Logs: .cache/molecule-logs/<scenario>.log
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here" || exit 1
+source scripts/env.sh
+
+# Scenarios live in molecule/, not in molecule 26's collection default extensions/molecule/.
+export MOLECULE_GLOB="molecule/*/molecule.yml"
+export NO_COLOR=1
+logs=.cache/molecule-logs
+mkdir -p "$logs"
+
+log() { printf '== molecule tier: %s\n' "$*"; }
+
+if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+  read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+else
+  scenarios=()
+  for f in molecule/*/molecule.yml; do
+    [ -f "$f" ] || continue
+    s=$(basename "$(dirname "$f")")
+    [ "$s" = shared ] || scenarios+=("$s")
+  done
+fi
+if [ ${#scenarios[@]} -eq 0 ]; then
+  log "no scenarios under molecule/"
+  exit 0
+fi
+
+if ! bash scripts/images.sh; then
+  log "image build failed: no scenario can run"
+  exit 1
+fi
+if [ -f tests/pg_tde_double/build.sh ]; then
+  # Scenarios that need pg_tde unpack this tarball (molecule/shared/prepare_pg_tde_double.yml).
+  bash tests/pg_tde_double/build.sh --dist || log "WARNING: build.sh --dist failed; scenarios that install the double will fail"
+fi
+
+results=()
+failed=0
+t_all=$(date +%s)
+for s in "${scenarios[@]}"; do
+  if [ ! -f "molecule/$s/molecule.yml" ]; then
+    results+=("$(printf '%-20s %6s  %s' "$s" - 'MISSING (no molecule.yml)')")
+    failed=1
+    continue
+  fi
+  log "scenario $s (log: $logs/$s.log)"
+  t0=$(date +%s)
+  if molecule test -s "$s" >"$logs/$s.log" 2>&1; then
+    res=ok
+  else
+    res="FAILED (tail $logs/$s.log)"
+    failed=1
+    tail -n 40 "$logs/$s.log"
+    # A failure before destroy can leave containers behind; do not let them pile up.
+    molecule destroy -s "$s" >>"$logs/$s.log" 2>&1 || true
+  fi
+  results+=("$(printf '%-20s %5ss  %s' "$s" "$(( $(date +%s) - t0 ))" "$res")")
+done
+
+echo
+printf '%-20s %6s  %s\n' scenario time result
+printf '%s\n' "${results[@]}"
+printf '%-20s %5ss\n' total "$(( $(date +%s) - t_all ))"
+exit "$failed"
