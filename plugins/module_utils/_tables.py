@@ -285,6 +285,8 @@ def decide_action(rel: dict[str, Any], state: str, server_version_num: int) -> t
                             % (server_version_num // 10000, target))
         if am == target:
             return 'skip', 'already %s' % target
+        if am == '' and state == 'decrypted':
+            return 'skip', 'no access method of its own (new partitions get default_table_access_method)'
         if am in ('', source):
             return 'set_access_method', None
         return 'skip', 'access method %s is left alone (only %s is changed to %s)' % (am, source, target)

@@ -301,8 +301,8 @@ def kmip_checks(module: AnsibleModule, report: Report, certificates: dict[str, A
             report.ok('client_key_match', 'the key belongs to the certificate')
         else:
             report.fail('client_key_match', '%s: the client key does not belong to the client certificate %s '
-                                            '(public key fingerprints %s and %s differ). pg_tde would fail with '
-                                            '"SSL error: Loading the client key failed".'
+                                            '(public key sha256 of the key %s, of the certificate %s). pg_tde '
+                                            'would fail with "SSL error: Loading the client key failed".'
                         % (p['kmip_key'], p['kmip_cert'], _tls.public_key_fingerprint(key.public_key()),
                            _tls.public_key_fingerprint(cert.public_key())))
     if cert is not None:

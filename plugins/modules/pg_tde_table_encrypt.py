@@ -573,11 +573,24 @@ class Runner:
         stop = threading.Event()
         parents = [i for i in self.plan if i['action'] == 'set_access_method']
         rewrites = [i for i in self.plan if i['action'] == 'rewrite']
+        workers = min(self.p['parallel'], len(rewrites))
+        # every connection is opened before the first change (a refused connection fails the task cleanly)
+        pools: list[dict[str, PgSession]] = []
+        dbs = list(dict.fromkeys(i['database'] for i in rewrites))
+        for w in range(workers if workers > 1 else 0):
+            pool: dict[str, PgSession] = {}
+            for db in dbs:
+                if w == 0:
+                    pool[db] = self.sessions[db]
+                else:
+                    session = PgSession(self.module, connect(self.module, db), db)
+                    self.extra_sessions.append(session)
+                    pool[db] = session
+            pools.append(pool)
         for item in parents:
             self.results.append(self.run_item(self.sessions[item['database']], item, stop))
         if any(r['status'] == 'failed' and not r.get('lock_timeout') for r in self.results):
             stop.set()
-        workers = min(self.p['parallel'], len(rewrites))
         results: dict[int, dict[str, Any]] = {}
         if workers <= 1:
             for n, item in enumerate(rewrites):
@@ -588,18 +601,6 @@ class Runner:
                 if res['status'] == 'failed' and not res.get('lock_timeout'):
                     stop.set()
         else:
-            dbs = list(dict.fromkeys(i['database'] for i in rewrites))
-            pools: list[dict[str, PgSession]] = []
-            for w in range(workers):
-                pool: dict[str, PgSession] = {}
-                for db in dbs:
-                    if w == 0:
-                        pool[db] = self.sessions[db]
-                    else:
-                        session = PgSession(self.module, connect(self.module, db), db)
-                        self.extra_sessions.append(session)
-                        pool[db] = session
-                pools.append(pool)
             lock = threading.Lock()
             next_index = [0]
 

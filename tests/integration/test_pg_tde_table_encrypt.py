@@ -302,3 +302,11 @@ def test_as_given_order(pg, order):
     pg.psql('CREATE TABLE a (id int); CREATE TABLE b (id int); INSERT INTO b SELECT generate_series(1, 5000)', db=db)
     res = run(pg, db, check=True, tables=['a', 'b'], order=order)
     assert [p['table'] for p in res['plan']] == ['a', 'b']
+
+
+def test_refuses_when_pg_tde_is_not_loaded(pg_cluster_factory):
+    plain = pg_cluster_factory(preload=())
+    plain.psql('CREATE TABLE t (id int)')
+    res = run_module(MODULE, dict(plain.login_args(), tables=['t']))
+    assert res['failed'] is True and res['changed'] is False
+    assert 'pg_tde is not loaded' in res['msg'] and 'shared_preload_libraries' in res['msg']

@@ -192,7 +192,7 @@ def test_union_without_duplicates_in_given_order():
     ('p', 'heap', 'encrypted', 170000, 'set_access_method'),
     ('p', 'tde_heap', 'encrypted', 170000, 'skip'),
     ('p', 'tde_heap', 'decrypted', 170000, 'set_access_method'),
-    ('p', '', 'decrypted', 180000, 'set_access_method'),
+    ('p', '', 'decrypted', 180000, 'skip'),
     ('f', '', 'encrypted', 170000, 'skip'),
 ])
 def test_decide_action(kind, am, state, version, action):

@@ -1,5 +1,11 @@
-"""Unit tests of pg_tde_key's option checks (no server)."""
+"""Unit tests of pg_tde_key: option checks and the orchestration of create/set/rotate (no server)."""
 from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from ansible_collections.tdeops.pg_tde.plugins.modules import pg_tde_key as m
 
@@ -50,3 +56,174 @@ def test_known_on_provider():
 def test_describe():
     assert m.describe({'target': 'database', 'database': 'app'}) == 'key of database "app"'
     assert m.describe({'target': 'server', 'database': None}) == 'server key'
+
+
+# ---------------------------------------------------------------------------------------------
+# The orchestration against an in-memory stand-in of the pg_tde SQL API (no server): check mode
+# runs no change, a key in place is not set again, the default key runs first and keys that
+# follow it get no call, 'already exists' is not an error.
+# ---------------------------------------------------------------------------------------------
+
+
+class PgError(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.diag = SimpleNamespace(message_primary=text, sqlstate='22023', message_detail=None,
+                                    message_hint=None)
+
+
+class Cluster:
+    """State of one server: providers, keys on the providers, keys in place."""
+
+    def __init__(self) -> None:
+        self.global_providers = {'kms': -1}
+        self.kms_keys: set[str] = {'old'}
+        self.server: dict[str, Any] | None = None
+        self.default: dict[str, Any] | None = None
+        self.db_keys: dict[str, dict[str, Any] | None] = {'postgres': None, 'app': None}
+        self.changes: list[str] = []
+
+    def info(self, name: str, provider: str = 'kms') -> dict[str, Any]:
+        return {'key_name': name, 'provider_name': provider, 'provider_id': self.global_providers[provider],
+                'key_creation_time': None}
+
+
+class FakeSession:
+    def __init__(self, cluster: Cluster, db: str, check_mode: bool) -> None:
+        self.cluster, self.database, self.check_mode = cluster, db, check_mode
+        self.executed_queries: list[str] = []
+
+    def close(self) -> None:
+        pass
+
+    def query_one(self, sql, params=None):
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def query(self, sql, params=None):
+        c = self.cluster
+        if 'shared_preload_libraries' in sql:
+            return [{'v': 'pg_tde'}]
+        if 'FROM pg_extension' in sql:
+            return [{'extversion': '2.2'}]
+        if 'pg_tde_version()' in sql:
+            return [{'v': 'pg_tde 2.2.0'}]
+        if 'FROM pg_database' in sql:
+            return [{'datname': d} for d in sorted(c.db_keys)]
+        if 'list_all_global' in sql:
+            return [{'id': i, 'name': n, 'type': 'file', 'options': '{"path" : "/k"}'}
+                    for n, i in c.global_providers.items()]
+        if 'list_all_database' in sql:
+            return []
+        key = re.search(r'FROM (pg_tde_\w+_info)\(\)', sql)
+        if key:
+            info = {'pg_tde_server_key_info': c.server, 'pg_tde_default_key_info': c.default,
+                    'pg_tde_key_info': c.db_keys.get(self.database)}[key.group(1)]
+            return [info or {'key_name': None, 'provider_name': None, 'provider_id': None,
+                             'key_creation_time': None}]
+        if 'verify' in sql:
+            return []
+        raise AssertionError('unexpected query %s' % sql)
+
+    def execute(self, sql, params=None, record=None):
+        self.executed_queries.append('%s %s' % (sql.split('(')[0], params))
+        if self.check_mode:
+            return []
+        c = self.cluster
+        c.changes.append(sql)
+        name, provider = (params or [None, None])[:2]
+        if 'create_key' in sql:
+            if name in c.kms_keys:
+                raise PgError('cannot create key "%s" because it already exists' % name)
+            c.kms_keys.add(name)
+        elif 'set_default' in sql:
+            old = c.default
+            c.default = c.info(name, provider)
+            if old is not None:
+                if c.server and (c.server['key_name'], c.server['provider_id']) == (old['key_name'], old['provider_id']):
+                    c.server = dict(c.default)
+                for db, info in c.db_keys.items():
+                    if info and (info['key_name'], info['provider_id']) == (old['key_name'], old['provider_id']):
+                        c.db_keys[db] = dict(c.default)
+        elif 'set_server' in sql:
+            c.server = c.info(name, provider)
+        elif 'set_key_using' in sql:
+            c.db_keys[self.database] = c.info(name, provider)
+        return []
+
+
+class Failed(Exception):
+    pass
+
+
+def run(monkeypatch, cluster: Cluster, check: bool = False, **params) -> dict[str, Any]:
+    base = dict(login_db='postgres', name='k1', provider='kms', provider_scope='global', targets=[],
+                databases=['postgres'], create=True, verify=True, state='present')
+    base.update(params)
+    module = SimpleNamespace(params=base, check_mode=check, warnings=[])
+    module.warn = module.warnings.append
+
+    def fail_json(**kw):
+        raise Failed(kw['msg'])
+
+    module.fail_json = fail_json
+    monkeypatch.setattr(m, 'open_session', lambda mod, db: FakeSession(cluster, db, check))
+    key_run = m.KeyRun(module)
+    outcome = key_run.present() if base['state'] == 'present' else key_run.absent()
+    return dict(outcome, created=key_run.created, rotated=key_run.rotated, set=key_run.set,
+                queries=key_run.run_order_queries())
+
+
+def test_check_mode_changes_nothing_and_lists_statements(monkeypatch):
+    c = Cluster()
+    out = run(monkeypatch, c, check=True, targets=['server', 'default'])
+    assert out['changed'] and c.changes == []
+    assert [q.split(' ')[1] for q in out['queries']] == [
+        'pg_tde_create_key_using_global_key_provider', 'pg_tde_set_default_key_using_global_key_provider',
+        'pg_tde_set_server_key_using_global_key_provider']
+
+
+def test_set_then_idempotent(monkeypatch):
+    c = Cluster()
+    out = run(monkeypatch, c, targets=['server', 'default', 'database'])
+    assert out['changed'] and c.server['key_name'] == 'k1' and c.db_keys['postgres']['key_name'] == 'k1'
+    assert out['rotated'] == []
+    c.changes.clear()
+    out = run(monkeypatch, c, targets=['server', 'default', 'database'])
+    assert not out['changed'] and c.changes == [] and out['queries'] == []
+
+
+def test_followers_get_no_call_of_their_own(monkeypatch):
+    c = Cluster()
+    c.kms_keys.add('k1')
+    c.server = c.info('k1')
+    c.default = c.info('k1')
+    c.db_keys['app'] = c.info('k1')
+    out = run(monkeypatch, c, name='k2', targets=['server', 'default'])
+    assert [q for q in c.changes if 'set_' in q] == [m.set_key_statement('default', 'global')]
+    assert c.server['key_name'] == 'k2' and c.db_keys['app']['key_name'] == 'k2'
+    assert {(r['target'], r['database'], r['followed_default']) for r in out['rotated']} == {
+        ('default', None, False), ('server', None, True), ('database', 'app', True)}
+
+
+def test_already_exists_is_not_an_error_nor_a_change(monkeypatch):
+    c = Cluster()
+    out = run(monkeypatch, c, name='old')
+    assert not out['changed'] and out['created'] == [] and out['queries'] == []
+
+
+def test_provider_missing_fails_before_changes(monkeypatch):
+    c = Cluster()
+    with pytest.raises(Failed, match='Key provider "nope" does not exist in the global scope'):
+        run(monkeypatch, c, provider='nope', targets=['server'])
+    assert c.changes == []
+
+
+def test_absent_deletes_only_the_named_key(monkeypatch):
+    c = Cluster()
+    c.db_keys['app'] = c.info('k1')
+    out = run(monkeypatch, c, state='absent', targets=['database'], databases=['app', 'postgres'],
+              name='other')
+    assert not out['changed'] and c.changes == []
+    out = run(monkeypatch, c, state='absent', targets=['database'], databases=['app', 'postgres'])
+    assert out['changed'] and c.changes == ['SELECT pg_tde_delete_key()']
