@@ -75,7 +75,7 @@ def test_full_report(pg, keydir, openbao):
     assert app['extension'] is True and app['extension_version']
     enc = {(r['name'], r['kind']) for r in app['encrypted']}
     assert {('public.enc', 'table'), ('public.enc_pkey', 'index'), ('public.mv', 'materialized view')} <= enc
-    assert any(kind == 'toast' for _, kind in enc)
+    assert any(item[1] == 'toast' for item in enc)
     assert ('public.clear', 'table') in {(r['name'], r['kind']) for r in app['unencrypted']}
     assert tde['databases'][plain] == {'extension': False, 'extension_version': None, 'encrypted': [],
                                        'unencrypted': []}

@@ -104,7 +104,7 @@ def test_server_and_default_key_check_set_idempotent_rotate(pg, keydir, gprov):
 
 
 def test_database_target_with_global_provider(pg, keydir, gprov):
-    dbs = [pg.create_database(uid('d'), extension=True) for _ in range(2)]
+    dbs = [pg.create_database(uid('d'), extension=True) for _n in range(2)]
     k = uid('dbk')
     task = args(pg, name=k, provider=gprov, targets=['database'], databases=dbs)
     res = run_module('pg_tde_key', task)

@@ -110,7 +110,7 @@ def test_database_scope_file_provider(pg, keydir):
 def test_database_without_extension_is_named(pg, keydir):
     db = pg.create_database(uid('noext'))
     res = run_module('pg_tde_provider', prov(pg, name='x', scope='database', database=db, type='file',
-                                              file_path=os.path.join(keydir, 'x.per')))
+                                             file_path=os.path.join(keydir, 'x.per')))
     assert res['failed'] and 'extension does not exist in database "%s"' % db in res['msg']
 
 
@@ -125,7 +125,7 @@ def test_file_checks_before_any_call(pg, keydir):
     os.chmod(root_only, 0o700)
     try:
         res = run_module('pg_tde_provider', prov(pg, name=uid('f'), type='file',
-                                                  file_path=os.path.join(root_only, 'k.per')))
+                                                 file_path=os.path.join(root_only, 'k.per')))
         assert res['failed'] and 'not searchable' in res['msg'] and root_only in res['msg']
     finally:
         shutil.rmtree(root_only)
@@ -235,7 +235,7 @@ def test_vault_refusals(pg, openbao, keydir):
                 vault_ca_path=openbao.ca)
     # KV version 1: pg_tde 2.1.2+ only warns, the module refuses
     res = run_module('pg_tde_provider', dict(base, name=uid('v1'), vault_mount_path=openbao.kv1_mount,
-                                              vault_token_path=openbao.kv1_token_path))
+                                             vault_token_path=openbao.kv1_token_path))
     assert res['failed'] and 'KV version 1' in res['msg'] and 'kv-v2' in res['msg']
 
     # the API path instead of the mount
@@ -248,7 +248,7 @@ def test_vault_refusals(pg, openbao, keydir):
         fh.write(openbao.kv1_token + '\n')
     os.chmod(bad, 0o644)
     res = run_module('pg_tde_provider', dict(base, name=uid('v'), vault_mount_path=openbao.mount,
-                                              vault_token_path=bad))
+                                             vault_token_path=bad))
     assert res['failed'] and 'HTTP 403' in res['msg'] and 'sys/mounts/%s' % openbao.mount in res['msg']
     assert openbao.kv1_token not in res['_stdout']
 
@@ -279,7 +279,7 @@ def test_delete_refused_while_keys_use_provider(pg, keydir):
     res = run_module('pg_tde_provider', prov(pg, name=gname, type='file', file_path=os.path.join(keydir, gname)))
     assert res['changed'], res.get('msg')
     res = run_module('pg_tde_provider', prov(pg, name=dname, scope='database', database=db, type='file',
-                                              file_path=os.path.join(keydir, dname)))
+                                             file_path=os.path.join(keydir, dname)))
     assert res['changed'], res.get('msg')
     gkey, dkey = uid('gk'), uid('dk')
     # the global provider is used by a key of another database than login_db
@@ -322,7 +322,7 @@ def test_type_change_in_place(pg, keydir, openbao):
     args = prov(pg, name=name, type='file', file_path=os.path.join(keydir, name + '.per'))
     assert run_module('pg_tde_provider', args)['changed']
     res = run_module('pg_tde_provider', prov(pg, name=name, type='vault_v2', vault_url=openbao.url,
-                                              vault_token_path=openbao.token_path, vault_ca_path=openbao.ca),
+                                             vault_token_path=openbao.token_path, vault_ca_path=openbao.ca),
                      diff=True)
     assert res['changed'] and res['operation'] == 'change', res.get('msg')
     assert res['differences'][0] == 'type'

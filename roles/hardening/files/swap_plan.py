@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: tdeops.pg_tde contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read-only swap inspection for tdeops.pg_tde.hardening (run by ansible.builtin.script).
@@ -65,7 +64,7 @@ def blkid_resolve(spec):
         try:
             res = subprocess.run(['blkid', '-l', '-o', 'device', '-t', spec],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 universal_newlines=True, timeout=30)
+                                 universal_newlines=True, timeout=30, check=False)
             dev = res.stdout.strip()
             return dev or None
         except (OSError, subprocess.SubprocessError):
@@ -163,7 +162,8 @@ def main(argv):
                     os.path.realpath(dev) == os.path.realpath(a['name']):
                 a['in_fstab'] = True
     resume = resume_configured()
-    facts = {'active': active, 'host_active_in_container': host_active if in_container else [], 'fstab': fstab, 'crypttab': list(crypt.values()), 'resume': resume,
+    facts = {'active': active, 'host_active_in_container': host_active if in_container else [],
+             'fstab': fstab, 'crypttab': list(crypt.values()), 'resume': resume,
              'dm_available': dm_available(), 'fstab_present': fstab_text is not None}
     plan = {'crypttab_add': [], 'fstab_replace': [], 'swapoff': [], 'swapon': [], 'start': [],
             'comment_fstab': [], 'comment_crypttab': []}
