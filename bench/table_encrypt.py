@@ -167,13 +167,13 @@ def scenario(cluster: PgCluster, workdir: str, name: str, tables: list[str], par
         phase[key].append(out['summary']['seconds'])
         return took
 
+    raw_pair = [('raw_enc', lambda: raw_loop(cluster, tables, 'tde_heap')),
+                ('raw_dec', lambda: raw_loop(cluster, tables, 'heap'))]
+    mod_pair = [('mod_enc', lambda: module_run('encrypted', 'mod_enc')),
+                ('mod_dec', lambda: module_run('decrypted', 'mod_dec'))]
     for rnd in range(ROUNDS):
-        for key, fn in (
-            ('raw_enc', lambda: raw_loop(cluster, tables, 'tde_heap')),
-            ('raw_dec', lambda: raw_loop(cluster, tables, 'heap')),
-            ('mod_enc', lambda: module_run('encrypted', 'mod_enc')),
-            ('mod_dec', lambda: module_run('decrypted', 'mod_dec')),
-        ):
+        # alternate who goes first, so checkpoints and cache state do not favour one side
+        for key, fn in (raw_pair + mod_pair if rnd % 2 == 0 else mod_pair + raw_pair):
             took = fn()
             seconds[key].append(took)
             log('%s round %d %s: %.2f s%s' % (name, rnd + 1, key, took,
@@ -255,8 +255,8 @@ def write_report(r: dict) -> None:
         '# pg_tde_table_encrypt benchmark, %s' % r['date'],
         '',
         '%s; %s CPUs shared with other work (load average at the end %.1f / %.1f / %.1f); fsync, '
-        'synchronous_commit and full_page_writes on; %d rounds, best time per direction; every rewrite '
-        'is timed (heap -> tde_heap and back, so MB/s counts the data twice).'
+        'synchronous_commit and full_page_writes on; %d rounds (raw first, then module first, ...), best time '
+        'per direction; every rewrite is timed (heap -> tde_heap and back, so MB/s counts the data twice).'
         % (r['flavour'], r['cpus'], r['load'][0], r['load'][1], r['load'][2], r['rounds']),
         '',
         '- Baseline (raw): `psql -c \'ALTER TABLE ... SET ACCESS METHOD ...\'`, one psql per table, sequential.',
