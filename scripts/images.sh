@@ -68,12 +68,14 @@ build_rootfs() {
   local name=localhost/tdeops-debian12-rootfs
   up_to_date "$name" "$rootfs_hash" && { log "$name is current"; return; }
   local tmp; tmp=$(mktemp -d /var/tmp/tdeops-rootfs.XXXXXX)
-  # shellcheck disable=SC2064  # expand $tmp now: it is local
-  trap "rm -rf '$tmp'" RETURN
   log "debootstrap --variant=minbase $suite from $mirror"
-  debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$tmp/debootstrap.log" >&2; die "debootstrap failed"; }
+  if ! debootstrap --variant=minbase "$suite" "$tmp/root" "$mirror" >"$tmp/debootstrap.log" 2>&1; then
+    tail -n 20 "$tmp/debootstrap.log" >&2
+    rm -rf "$tmp"
+    die "debootstrap failed"
+  fi
   tar -C "$tmp/root" -c . | podman import --quiet --change "LABEL $label=$rootfs_hash" - "$name" >/dev/null
+  rm -rf "$tmp"
   log "$name imported"
 }
 

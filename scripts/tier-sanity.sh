@@ -10,7 +10,7 @@ source scripts/env.sh
 root=/tmp/tdeops-sanity-${SANITY_TAG:-all}
 dest=$root/ansible_collections/tdeops/pg_tde
 rm -rf "$root"; mkdir -p "$dest"
-git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- ./ "$dest/"
+git ls-files -co --exclude-standard -z | rsync -a --ignore-missing-args --from0 --files-from=- ./ "$dest/"
 cd "$dest"
 # The sanity venv (scripts/setup.sh) holds ansible-test's pinned requirements for each test.
 "$here/.cache/sanity-venv/bin/ansible-test" sanity --python 3.12 --color no \
