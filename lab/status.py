@@ -39,7 +39,9 @@ def main() -> int:
                 print(f"   server key     {key_text(keys.get('server'))}")
                 print(f"   default key    {key_text(keys.get('default'))}")
                 for db, key in (keys.get("databases") or {}).items():
-                    print(f"   key of {db:<8}{key_text(key)}")
+                    # No key of its own: the database uses the default key.
+                    own = key_text(key) if key else "none of its own (uses the default key)"
+                    print(f"   database {db}: {own}")
                 print(f"   wal_encrypt    {wal.get('setting')}"
                       f"{' (pending restart)' if wal.get('pending_restart') else ''}")
                 for warning in res.get("warnings", []):
