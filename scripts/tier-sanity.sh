@@ -14,5 +14,5 @@ git ls-files -co --exclude-standard -z | rsync -a --ignore-missing-args --from0 
 cd "$dest"
 # The sanity venv (scripts/setup.sh) holds ansible-test's pinned requirements for each test.
 "$here/.cache/sanity-venv/bin/ansible-test" sanity --python 3.12 --color no \
-  --exclude tests/pg_tde_double/ --exclude bench/ --exclude molecule/ --exclude scripts/ \
+  --exclude tests/pg_tde_double/ --exclude bench/ --exclude lab/ --exclude molecule/ --exclude scripts/ \
   --exclude tests/support/ --exclude tests/integration/ "$@"
