@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 APT_PACKAGES=(
-  podman runc debootstrap netavark aardvark-dns uidmap fuse-overlayfs
+  podman runc debootstrap netavark aardvark-dns iptables uidmap fuse-overlayfs
   postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-plpython3-15
   python3-pykmip libssl-dev build-essential pgbackrest rsync git jq openssl shellcheck make
 )
@@ -32,14 +32,17 @@ fi
 
 # Controller Python: newest ansible-core needs 3.12+.
 pick_python() {
-  for v in python3.13 python3.12; do
-    command -v "$v" >/dev/null 2>&1 && { echo "$v"; return; }
+  # pyenv shims answer `command -v` for versions that are not selected: run each candidate.
+  # 3.12 first: the version the tiers are measured with.
+  local c
+  for c in python3.12 \
+           $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V) \
+           python3.13 /usr/bin/python3.12 /usr/bin/python3.13; do
+    if "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+      echo "$c"; return
+    fi
   done
-  if command -v pyenv >/dev/null 2>&1; then
-    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[2-9]' | sort -V | tail -n1); do
-      echo "$(pyenv root)/versions/$v/bin/python3"; return
-    done
-  fi
+  echo "setup: no Python 3.12+ found; the newest ansible-core needs it" >&2
   echo python3
 }
 if [ ! -x .venv/bin/python ]; then

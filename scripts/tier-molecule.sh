@@ -8,6 +8,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
 source scripts/env.sh
+# A copy of the collection in ~/.ansible/collections (left by a molecule prerun or ansible-lint)
+# would shadow the checkout.
+rm -rf ~/.ansible/collections/ansible_collections/tdeops
 
 # Scenarios live in molecule/, not in molecule 26's collection default extensions/molecule/.
 export MOLECULE_GLOB="molecule/*/molecule.yml"

@@ -13,6 +13,7 @@ rm -rf "$root"; mkdir -p "$dest"
 git ls-files -co --exclude-standard -z | rsync -a --ignore-missing-args --from0 --files-from=- ./ "$dest/"
 cd "$dest"
 # The sanity venv (scripts/setup.sh) holds ansible-test's pinned requirements for each test.
-"$here/.cache/sanity-venv/bin/ansible-test" sanity --python 3.12 --color no \
+pyver=$("$here/.cache/sanity-venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+"$here/.cache/sanity-venv/bin/ansible-test" sanity --python "$pyver" --color no \
   --exclude tests/pg_tde_double/ --exclude bench/ --exclude lab/ --exclude molecule/ --exclude scripts/ \
   --exclude tests/support/ --exclude tests/integration/ "$@"
