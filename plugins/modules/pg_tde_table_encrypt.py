@@ -472,7 +472,8 @@ class Runner:
         for db, session in self.sessions.items():
             if self.state == 'encrypted':
                 own = key_info(session, 'database')
-                default = key_info(session, 'default')
+                # the default key matters only to a database without a key of its own
+                default = key_info(session, 'default') if own is None else None
                 if own is None and default is None:
                     self.fail('Database "%s" has no principal key: neither its own (pg_tde_key_info()) nor a '
                               'default key (pg_tde_default_key_info()), so pg_tde cannot encrypt its tables. '

@@ -310,3 +310,49 @@ def test_refuses_when_pg_tde_is_not_loaded(pg_cluster_factory):
     res = run_module(MODULE, dict(plain.login_args(), tables=['t']))
     assert res['failed'] is True and res['changed'] is False
     assert 'pg_tde is not loaded' in res['msg'] and 'shared_preload_libraries' in res['msg']
+
+
+def run_playbook(playbook: str, tmp_path, extra_vars: dict) -> dict:
+    """ansible-playbook on a local inventory; returns {task name: localhost result} of the last
+    run of each task. ansible_become=false overrides the play's become (the test runs as root
+    against the cluster's socket, where the test cluster trusts every local user)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.ansible_runner import ROOT, ansible_env
+    inventory = tmp_path / 'inventory.ini'
+    inventory.write_text('localhost ansible_connection=local ansible_become=false '
+                         'ansible_python_interpreter=%s\n' % sys.executable)
+    proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', str(inventory),
+                           os.path.join(ROOT, 'playbooks', playbook), '-e', json.dumps(extra_vars)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=300)
+    doc = json.loads(proc.stdout[proc.stdout.index('{'):])
+    tasks = {t['task']['name']: t['hosts']['localhost'] for play in doc['plays'] for t in play['tasks']}
+    return {'rc': proc.returncode, 'tasks': tasks, 'stats': doc['stats']['localhost']}
+
+
+def test_encrypt_tables_playbook(pg, tmp_path):
+    """playbooks/encrypt_tables.yml on an inventory: the check-mode plan first, then the
+    rewrite of every user table of the database but the excluded ones; a second run plans
+    nothing and changes nothing."""
+    db = new_db(pg)
+    pg.psql(SCHEMA, db=db)
+    extra = {'tde_tables_hosts': 'all', 'tde_tables_databases': [db], 'tde_tables_exclude': ['public.scratch_%'],
+             'tde_tables_login_unix_socket': pg.socket_dir, 'tde_tables_login_port': pg.port,
+             'tde_tables_parallel': 2}
+    first = run_playbook('encrypt_tables.yml', tmp_path, extra)
+    assert first['rc'] == 0, first
+    plan = first['tasks']['Plan the change (check mode, nothing is changed)']
+    planned = {(i['schema'], i['table']) for i in plan['plan']}
+    assert planned == {('public', 'big'), ('public', 'small'), ('sales', 'orders'), ('sales', 'order_lines')}
+    result = first['tasks']['Rewrite the tables']
+    assert result['changed'] is True and result['summary']['changed'] == 4 and result['summary']['failed'] == 0
+    assert all(t['verified'] is True and t['checksum_match'] is not False for t in result['tables'])
+    for rel in ('public.big', 'public.small', 'sales.orders', 'sales.order_lines'):
+        assert enc(pg, db, rel) == 't', rel
+    assert enc(pg, db, 'public.scratch_1') == 'f'
+
+    second = run_playbook('encrypt_tables.yml', tmp_path, extra)
+    assert second['rc'] == 0 and second['stats']['changed'] == 0, second['stats']
+    assert second['tasks']['Rewrite the tables']['plan'] == []
