@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Self
 
 from tests.support.pki import Issued, Pki
 
@@ -90,6 +90,15 @@ class _ManagedProcess:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _spawn(self, cmd: list[str], out_path: str, env: dict[str, str] | None = None,
                cwd: str | None = None) -> None:
@@ -272,12 +281,6 @@ class PyKmipServer(_ManagedProcess):
         return ProxyKmipClient(hostname=self.host, port=self.port, cert=who.cert, key=who.key,
                                ca=self.ca, config_file=self.client_config(issued=who))
 
-    def __enter__(self) -> PyKmipServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return '<PyKmipServer %s:%s running=%s>' % (self.host, self.port, self.running)
 
@@ -439,12 +442,6 @@ class OpenBaoServer(_ManagedProcess):
         if not 200 <= status < 300:
             raise OpenBaoError(status, path, json.dumps(doc))
         return doc
-
-    def __enter__(self) -> OpenBaoServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return '<OpenBaoServer %s running=%s>' % (self.url, self.running)

@@ -127,12 +127,6 @@ class SeaweedS3Server(_ManagedProcess):
         except (OSError, S3Error):
             return False
 
-    def __enter__(self) -> SeaweedS3Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return '<SeaweedS3Server %s running=%s>' % (self.endpoint, self.running)
 
