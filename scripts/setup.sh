@@ -86,6 +86,23 @@ cp scripts/ansible-test-get-pip.py ~/.ansible/test/cache/get_pip_${pip_version//
 mkdir -p .cache/collections/ansible_collections/tdeops
 ln -sfn "$here" .cache/collections/ansible_collections/tdeops/pg_tde
 
+# The REAL pg_tde (PostgreSQL 17 with Percona's server patches, pg_tde 2.2.0 and its tools,
+# pgBackRest 2.59.1) for the integration tier and the benchmarks: the bundle in
+# ../shared/real-pg_tde, or TDEOPS_REAL_PG_TDE_BUNDLE. CI must have it; elsewhere the real tier
+# skips loudly with the reason.
+real_bundle=${TDEOPS_REAL_PG_TDE_BUNDLE:-$here/../shared/real-pg_tde}
+if [ -f "$real_bundle/install.sh" ]; then
+  log "real pg_tde bundle from $real_bundle"
+  bash "$real_bundle/install.sh" | sed 's/^/   /'
+elif [ "${CI:-}" = true ]; then
+  echo "== setup: ERROR: no real pg_tde bundle at $real_bundle (install.sh missing). CI runs the real" >&2
+  echo "   pg_tde tier and cannot without it: put the bundle there or set TDEOPS_REAL_PG_TDE_BUNDLE." >&2
+  exit 1
+else
+  log "WARNING: no real pg_tde bundle at $real_bundle (set TDEOPS_REAL_PG_TDE_BUNDLE): every test that"
+  log "WARNING: needs the real pg_tde will SKIP LOUDLY"
+fi
+
 # The pg_tde test double (tests only; never shipped).
 bash tests/pg_tde_double/build.sh
 
