@@ -365,7 +365,11 @@ def plan_key_targets(current: dict[str, Any], name: str, provider: str, provider
     Returns [{'target', 'database', 'old_key', 'new_key', 'followed_default'}]. The default
     key runs first: pg_tde moves every key that is the same as the old default key (same
     name and provider) to the new default key, so those need no call of their own; they are
-    listed with followed_default=True and no statement."""
+    listed with followed_default=True and no statement.
+
+    pg_tde 2.2 also makes a new default key the server key when no server key is set yet
+    (observed: pg_tde_set_default_key_using_global_key_provider() on a cluster without a server
+    key fills pg_tde_server_key_info() as well), so that server key is a follower too."""
     plan: list[dict[str, Any]] = []
     old_default = current.get('default')
     default_changes = 'default' in targets and not key_matches(old_default, name, provider, provider_scope)
@@ -378,8 +382,9 @@ def plan_key_targets(current: dict[str, Any], name: str, provider: str, provider
                      'old_key': old_default.get('key_name') if old_default else None,
                      'new_key': name, 'followed_default': False})
     server = current.get('server')
-    if follows(server):
-        plan.append({'target': 'server', 'database': None, 'old_key': server.get('key_name'),
+    if follows(server) or (default_changes and server is None):
+        plan.append({'target': 'server', 'database': None,
+                     'old_key': server.get('key_name') if server else None,
                      'new_key': name, 'followed_default': True})
     elif 'server' in targets and not key_matches(server, name, provider, provider_scope):
         plan.append({'target': 'server', 'database': None,

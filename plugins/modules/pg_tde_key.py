@@ -19,6 +19,10 @@ description:
   - Rotation is a new key name set in place of the old one; it is listed in RV(rotated).
     Setting the default key also moves every key that is the same as the old default key (same
     name and provider) to the new one; those appear in RV(rotated) with C(followed_default=true).
+  - When no server key is set yet, pg_tde makes the new default key the server key as well. The
+    module plans for it: the server key is then listed in RV(set) with C(followed_default=true)
+    and gets no C(pg_tde_set_server_key_using_global_key_provider()) call of its own, also when
+    O(targets) does not name C(server).
   - The server key and the default key need a global key provider.
   - With O(state=absent) the key O(name) is removed from the targets where it is in place, with
     C(pg_tde_delete_default_key()) for C(default), C(pg_tde_delete_key()) in each database for
@@ -162,7 +166,10 @@ rotated:
   elements: dict
   sample: [ {target: database, database: appdb, old_key: k1, new_key: k2, followed_default: false} ]
 set:
-  description: Targets that got O(name) as their first key (no key was in place), and rotations.
+  description:
+    - Targets that got O(name) as their first key (no key was in place), and rotations.
+      C(followed_default) is true for keys pg_tde set along with the default key (a server key
+      that was empty takes the first default key).
   returned: always
   type: list
   elements: dict

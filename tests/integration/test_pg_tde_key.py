@@ -1,4 +1,4 @@
-"""pg_tde_key through real ansible against PostgreSQL with the pg_tde double and real KMS servers."""
+"""pg_tde_key through real ansible against PostgreSQL 17 with the real pg_tde and real KMS servers."""
 from __future__ import annotations
 
 import os
@@ -54,20 +54,24 @@ def test_server_and_default_key_check_set_idempotent_rotate(pg, keydir, gprov):
     k1 = uid('k1')
     task = args(pg, name=k1, provider=gprov, targets=['server', 'default'])
 
+    # pg_tde makes the first default key the server key too (no server key yet): one set only
     res = run_module('pg_tde_key', task, check=True)
     assert res['changed'] and not res.get('failed'), res.get('msg')
     assert res['executed_queries'] == [
         "SELECT pg_tde_create_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
         "SELECT pg_tde_set_default_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
-        "SELECT pg_tde_set_server_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
     ]
     assert res['created'] == [{'key': k1, 'provider': gprov, 'provider_scope': 'global', 'database': None}]
+    planned = [(s['target'], s['old_key'], s['followed_default']) for s in res['set']]
+    assert planned == [('default', None, False), ('server', None, True)]
     assert key_name(pg, 'pg_tde_server_key_info') == '' and key_name(pg, 'pg_tde_default_key_info') == ''
 
     res = run_module('pg_tde_key', task)
     assert res['changed'] and not res.get('failed'), res.get('msg')
     assert res['rotated'] == []
-    assert [(s['target'], s['old_key']) for s in res['set']] == [('default', None), ('server', None)]
+    assert [(s['target'], s['old_key'], s['followed_default']) for s in res['set']] == planned, \
+        'check mode must plan what the real run does'
+    assert not any(q.startswith('SELECT pg_tde_set_server') for q in res['executed_queries'])
     assert res['keys']['server']['key_name'] == k1 and res['keys']['default']['key_name'] == k1
     assert res['principal_keys'] == res['keys']
     assert res['keys']['server']['provider_scope'] == 'global'
@@ -217,7 +221,14 @@ def test_delete_default_key_refused_while_used(pg_cluster_factory, keydir):
     pg = pg_cluster_factory()
     prov = file_provider(pg, keydir)
     k = uid('dflt')
-    assert run_module('pg_tde_key', args(pg, name=k, provider=prov, targets=['default']))['changed']
+    task = args(pg, name=k, provider=prov, targets=['default'])
+    planned = run_module('pg_tde_key', task, check=True)
+    res = run_module('pg_tde_key', task)
+    assert res['changed'], res.get('msg')
+    # no server key yet: pg_tde makes the default key the server key too, and the module says so
+    assert [(s['target'], s['followed_default']) for s in res['set']] == [('default', False), ('server', True)]
+    assert [(s['target'], s['followed_default']) for s in planned['set']] == [('default', False), ('server', True)]
+    assert key_name(pg, 'pg_tde_server_key_info') == k and res['keys']['server']['key_name'] == k
     db = pg.create_database(uid('usesdefault'), extension=True)
     pg.psql('CREATE TABLE t (x text) USING tde_heap', db)
     res = run_module('pg_tde_key', args(pg, name=k, targets=['default'], state='absent'))

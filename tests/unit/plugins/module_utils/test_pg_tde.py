@@ -164,6 +164,18 @@ def test_plan_first_set_is_not_a_rotation():
     assert [(s['target'], s['old_key']) for s in plan] == [('default', None), ('server', None)]
 
 
+def test_plan_first_default_key_becomes_the_server_key():
+    # pg_tde 2.2: setting a default key while no server key is set sets the server key too
+    current = {'server': None, 'default': None, 'databases': {'postgres': None}}
+    for targets in (['server', 'default'], ['default']):
+        plan = t.plan_key_targets(current, 'k1', 'kms', 'global', targets, [])
+        assert [(s['target'], s['followed_default']) for s in plan] == [('default', False), ('server', True)]
+    # a server key in place stays where it is
+    current['server'] = info('s1')
+    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['default'], [])
+    assert [s['target'] for s in plan] == ['default']
+
+
 def test_plan_rotation_and_default_followers():
     # app and the server follow the default key (same name and provider); own has its own key
     current = {'server': info('k1'), 'default': info('k1'),

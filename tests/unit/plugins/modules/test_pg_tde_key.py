@@ -75,7 +75,9 @@ class PgError(Exception):
 class Cluster:
     """State of one server: providers, keys on the providers, keys in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_default_sets_server: bool = True) -> None:
+        # pg_tde 2.2 (observed): the first default key becomes the server key when none is set
+        self.first_default_sets_server = first_default_sets_server
         self.global_providers = {'kms': -1}
         self.kms_keys: set[str] = {'old'}
         self.server: dict[str, Any] | None = None
@@ -139,6 +141,8 @@ class FakeSession:
         elif 'set_default' in sql:
             old = c.default
             c.default = c.info(name, provider)
+            if c.server is None and c.first_default_sets_server:
+                c.server = c.info(name, provider)
             if old is not None:
                 if c.server and (c.server['key_name'], c.server['provider_id']) == (old['key_name'], old['provider_id']):
                     c.server = dict(c.default)
@@ -178,9 +182,44 @@ def test_check_mode_changes_nothing_and_lists_statements(monkeypatch):
     c = Cluster()
     out = run(monkeypatch, c, check=True, targets=['server', 'default'])
     assert out['changed'] and c.changes == []
+    # the server key follows the first default key: no call of its own
     assert [q.split(' ')[1] for q in out['queries']] == [
-        'pg_tde_create_key_using_global_key_provider', 'pg_tde_set_default_key_using_global_key_provider',
-        'pg_tde_set_server_key_using_global_key_provider']
+        'pg_tde_create_key_using_global_key_provider', 'pg_tde_set_default_key_using_global_key_provider']
+    assert [(s['target'], s['old_key'], s['followed_default']) for s in out['set']] == [
+        ('default', None, False), ('server', None, True)]
+
+
+@pytest.mark.parametrize('targets', [['server', 'default'], ['default']])
+def test_first_default_key_also_sets_the_server_key(monkeypatch, targets):
+    """Check mode and the real run report the same: the server key is set by the default key."""
+    planned = run(monkeypatch, Cluster(), check=True, targets=targets)
+    c = Cluster()
+    out = run(monkeypatch, c, targets=targets)
+    assert c.server['key_name'] == 'k1' and c.default['key_name'] == 'k1'
+    assert [q for q in c.changes if 'set_' in q] == [m.set_key_statement('default', 'global')]
+    assert out['queries'] == planned['queries']
+    assert [(s['target'], s['followed_default']) for s in out['set']] == \
+        [(s['target'], s['followed_default']) for s in planned['set']] == [('default', False), ('server', True)]
+    assert out['rotated'] == []
+
+
+def test_server_key_set_explicitly_when_the_default_key_does_not_fill_it(monkeypatch):
+    """A pg_tde that does not copy the first default key to the server key: the module sees the
+    server key still empty after the default key and sets it itself."""
+    c = Cluster(first_default_sets_server=False)
+    out = run(monkeypatch, c, targets=['server', 'default'])
+    assert [q for q in c.changes if 'set_' in q] == [m.set_key_statement('default', 'global'),
+                                                      m.set_key_statement('server', 'global')]
+    assert [(s['target'], s['followed_default']) for s in out['set']] == [('default', False), ('server', False)]
+    assert c.server['key_name'] == 'k1'
+
+
+def test_existing_server_key_does_not_follow_a_first_default_key(monkeypatch):
+    c = Cluster()
+    c.server = c.info('old')
+    out = run(monkeypatch, c, targets=['default'])
+    assert c.server['key_name'] == 'old' and c.default['key_name'] == 'k1'
+    assert [s['target'] for s in out['set']] == ['default']
 
 
 def test_set_then_idempotent(monkeypatch):
