@@ -447,6 +447,33 @@ def provider_users(provider_id: int, server: dict[str, Any] | None, default: dic
     return users
 
 
+def same_id_keys_elsewhere(provider_id: Any, database: str,
+                           databases: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Keys of OTHER databases that pg_tde 2.2 checks when a database provider is changed.
+
+    Database provider ids start at 1 in every database, and pg_tde's change check looks for
+    keys by provider id in every database (observed: changing provider "pb" (id 1) of database
+    b fails with 'key "ka" used by database "a" not found in modified key provider "pb"' when
+    database a has key "ka" on its own provider with id 1). ['key "ka" of database "a"', ...]."""
+    if not isinstance(provider_id, int) or provider_id <= 0:
+        return []
+    return ['key "%s" of database "%s"' % (info.get('key_name'), db)
+            for db, info in sorted(databases.items())
+            if db != database and info is not None and info.get('provider_id') == provider_id]
+
+
+_OTHER_DB_KEY_RE = re.compile(r'key "(.*)" used by database "(.*)" not found in modified key provider "(.*)"')
+
+
+def other_database_in_change_error(text: str | None, database: str) -> tuple[str, str] | None:
+    """(key, database) when pg_tde refused a change of a provider because of a key of a database
+    other than `database` (the provider id collision above), else None."""
+    m = _OTHER_DB_KEY_RE.search(text or '')
+    if not m or m.group(2) == database:
+        return None
+    return m.group(1), m.group(2)
+
+
 def databases_on_default(default: dict[str, Any] | None,
                          databases: dict[str, dict[str, Any] | None]) -> list[str]:
     """Databases whose key is the default key (same name and provider)."""

@@ -22,6 +22,10 @@ description:
     no principal key uses the provider. Each refusal names the problem and the fix.
   - pg_tde refuses to change a provider unless every key in use is still fetchable, and
     identical, through the new settings. Its error text is passed on with an explanation.
+  - "pg_tde 2.2 checks, on a change of a database provider, the keys of every database whose key
+    uses a database provider with the same id (ids start at 1 in each database), not only the keys
+    of O(database). The module warns before the change when another database has such a key, and
+    explains the refusal and the way around it (a provider under a new name) when pg_tde refuses."
   - Works with pg_tde 2.0, 2.1 and 2.2. O(vault_namespace) needs pg_tde 2.1 or later.
 author:
   - tdeops maintainers (@tdeops)
@@ -210,6 +214,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     has_vault_namespace_overload,
     kv_mount_problem,
     list_providers,
+    other_database_in_change_error,
     path_access_problem,
     provider_action,
     provider_differences,
@@ -217,6 +222,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     provider_users,
     public_provider,
     require_pg_tde,
+    same_id_keys_elsewhere,
     server_os_identity,
     tde_failure_message,
     try_key_info,
@@ -377,6 +383,31 @@ def scope_users(module, session, scope: str, provider_id: int) -> tuple[list[str
     return provider_users(provider_id, server, default, infos), unreadable
 
 
+def other_database_keys(module, session) -> dict[str, Any]:
+    """The database keys of every other database with the extension ({db: info}); unreadable
+    ones are left out (they are reported where they matter)."""
+    infos: dict[str, Any] = {}
+    for db in connectable_databases(session):
+        if db == session.database:
+            continue
+        other = open_session(module, db)
+        try:
+            if has_extension(other):
+                infos[db] = try_key_info(other, 'database')[0]
+        finally:
+            other.close()
+    return infos
+
+
+def same_id_message(name: str, database: str, provider_id: int, users: list[str]) -> str:
+    return ('pg_tde checks the keys of every database whose key uses a database provider with id %d '
+            '(database provider ids start at 1 in each database), not only those of database "%s": %s '
+            'must also be fetchable through the new settings of "%s", or pg_tde refuses the change. '
+            'If they are not, add a provider under a new name in database "%s" instead (it gets a new id), '
+            'move the key of database "%s" to it with tdeops.pg_tde.pg_tde_key, and delete "%s".'
+            % (provider_id, database, ', '.join(users), name, database, database, name))
+
+
 def diff_view(provider: dict[str, Any] | None, scope: str, database: str | None) -> dict[str, Any]:
     if provider is None:
         return {}
@@ -467,13 +498,22 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
                                  % (name, 'added' if action == 'add' else 'changed', '; '.join(problems)))
         if ptype == 'vault_v2':
             check_vault_mount(module, desired)
+        same_id_users: list[str] = []
+        if action == 'change' and scope == 'database':
+            same_id_users = same_id_keys_elsewhere(current['id'], database, other_database_keys(module, session))
+            if same_id_users:
+                module.warn(same_id_message(name, database, current['id'], same_id_users))
         sql, args = provider_statement(action, scope, ptype, name, desired)
         try:
             session.execute(sql, args)
         except Exception as exc:
             verb = 'Adding' if action == 'add' else 'Changing'
+            text = pg_error_text(exc)
+            extra = None
+            if other_database_in_change_error(text, database):
+                extra = same_id_message(name, database, current['id'], same_id_users or ['its key'])
             module.fail_json(msg=tde_failure_message('%s of %s key provider "%s" in the %s' % (verb, ptype, name, where),
-                                                     pg_error_text(exc)),
+                                                     text, extra),
                              executed_queries=session.executed_queries)
     elif action == 'delete':
         users, unreadable = scope_users(module, session, scope, current['id'])

@@ -224,6 +224,26 @@ def test_provider_users_and_default_databases():
     assert t.databases_on_default(default, dbs) == ['a']
 
 
+def test_same_id_keys_elsewhere():
+    # database provider ids restart at 1 in each database; pg_tde checks them all on a change
+    dbs = {'a': info('ka', pid=1), 'b': info('kb', pid=1), 'c': info('kc', pid=2), 'd': None,
+           'g': info('gk', pid=-1)}
+    assert t.same_id_keys_elsewhere(1, 'b', dbs) == ['key "ka" of database "a"']
+    assert t.same_id_keys_elsewhere(2, 'b', dbs) == ['key "kc" of database "c"']
+    assert t.same_id_keys_elsewhere(3, 'b', dbs) == []
+    assert t.same_id_keys_elsewhere(-1, 'b', dbs) == [], 'global ids are unique: no collision'
+    assert t.same_id_keys_elsewhere(None, 'b', dbs) == []
+
+
+def test_other_database_in_change_error():
+    text = 'key "ka" used by database "a" not found in modified key provider "pb" (SQLSTATE XX000)'
+    assert t.other_database_in_change_error(text, 'b') == ('ka', 'a')
+    assert t.other_database_in_change_error(text, 'a') is None
+    assert t.other_database_in_change_error('key "gk" used as server key not found in modified key '
+                                            'provider "g"', 'b') is None
+    assert t.other_database_in_change_error(None, 'b') is None
+
+
 def test_provider_scope_of():
     assert t.provider_scope_of(-1) == 'global' and t.provider_scope_of(3) == 'database'
     assert t.provider_scope_of(None) is None
