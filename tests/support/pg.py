@@ -257,6 +257,15 @@ class PgCluster:
         self._write_base_conf()
         self._write_set_conf()
 
+    def write_test_conf(self) -> None:
+        """(Re)write this cluster's tdeops_test.conf and tdeops_set.conf (port, sockets, preload,
+        settings), e.g. into a data directory that a restore brought from another cluster."""
+        os.makedirs(self.socket_dir, exist_ok=True)
+        chown_postgres(self.socket_dir)
+        os.chmod(self.socket_dir, 0o755)
+        self._write_base_conf()
+        self._write_set_conf()
+
     def _write_base_conf(self) -> None:
         base = {
             'port': self.port,
