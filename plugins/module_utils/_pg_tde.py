@@ -518,8 +518,30 @@ _EXPLANATIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r'not found in key provider'),
      'pg_tde could not fetch the key from its provider: the KMS is unreachable, or the key was '
      'deleted/destroyed there, or the provider now points elsewhere.'),
-    (re.compile(r'principal key not configured'),
+    (re.compile(r'principal key not configured for'),
      'No principal key is set for this target: set one with tdeops.pg_tde.pg_tde_key.'),
+    (re.compile(r'principal key not configured'),
+     'No principal key is set where pg_tde needs one. At server start with pg_tde.wal_encrypt = on '
+     '(FATAL) it is the server key: set it (tdeops.pg_tde.pg_tde_key, targets: [server]) before WAL '
+     'encryption is turned on, or turn pg_tde.wal_encrypt off to start. For an encrypted table it is '
+     'the key of the database or the default key (targets: [database] or [default]).'),
+    (re.compile(r'default principal key is not set|principal key does not exists for the database'),
+     'There is no such key to delete (pg_tde_key state: absent finds nothing in place).'),
+    (re.compile(r'only the tde_heap access method is allowed'),
+     'pg_tde.enforce_encryption is on (server, database or role): only tde_heap tables may be created or '
+     'converted. Create tables USING tde_heap, or set default_table_access_method = tde_heap so that a '
+     'plain CREATE TABLE is encrypted; a deliberate plaintext table needs enforcement off for that '
+     'session or database (superuser).'),
+    (re.compile(r'Failed to open keyring file'),
+     'The PostgreSQL OS user cannot open the file keyring (file_path): its directory must exist and be '
+     'writable, and the file readable and writable, for that user. A failed add can leave an empty '
+     'keyring file behind.'),
+    (re.compile(r'Invalid provider type'),
+     'The generic pg_tde_add/change_*_key_provider() form knows the types file, vault-v2 and kmip only '
+     '(pg_tde_provider type: file, vault_v2, kmip).'),
+    (re.compile(r'cannot create key "(.*)" because it already exists'),
+     'A key of this name is already on the provider: set it (tdeops.pg_tde.pg_tde_key treats it as '
+     'present), or choose a new name for a rotation. On a KMIP server names must be unique.'),
     (re.compile(r'already exists\.'),
      'A provider of this name already exists in this scope.'),
     (re.compile(r'must be superuser'),

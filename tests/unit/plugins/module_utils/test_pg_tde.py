@@ -262,6 +262,14 @@ def test_provider_scope_of():
     ('key "k" does not exist HINT: Use pg_tde_create_key_using_global_key_provider() to create it.', 'create'),
     ('key "k" not found in key provider "p"', 'unreachable'),
     ('principal key not configured for current database', 'pg_tde_key'),
+    ('principal key not configured', 'wal_encrypt'),
+    ('principal key not configured (SQLSTATE XX000) HINT: Use pg_tde_set_key_using_database_key_provider() '
+     'or pg_tde_set_key_using_global_key_provider() to configure one.', 'targets: [database]'),
+    ('pg_tde.enforce_encryption is ON, only the tde_heap access method is allowed.', 'default_table_access_method'),
+    ('Failed to open keyring file /root/nope/keyring.per: Permission denied', 'file_path'),
+    ('Invalid provider type.', 'vault-v2'),
+    ('cannot create key "k" because it already exists', 'rotation'),
+    ('default principal key is not set', 'absent'),
     ('HTTP(S) request to keyring provider "v" failed', 'vault_url'),
     ('Key provider "x" already exists.', 'already exists'),
 ])
