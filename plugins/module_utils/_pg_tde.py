@@ -525,6 +525,11 @@ _EXPLANATIONS: list[tuple[re.Pattern[str], str]] = [
      '(FATAL) it is the server key: set it (tdeops.pg_tde.pg_tde_key, targets: [server]) before WAL '
      'encryption is turned on, or turn pg_tde.wal_encrypt off to start. For an encrypted table it is '
      'the key of the database or the default key (targets: [database] or [default]).'),
+    (re.compile(r'cannot delete (default )?principal key'),
+     'pg_tde keeps a key that encrypted data still needs: the default key while a database that uses it '
+     'has encrypted tables or the WAL uses it as the server key, a database key while the database has '
+     'encrypted tables and no default key to fall back to (the HINT/DETAIL names which). Give those '
+     'databases a key of their own or a new default key first (tdeops.pg_tde.pg_tde_key).'),
     (re.compile(r'default principal key is not set|principal key does not exists for the database'),
      'There is no such key to delete (pg_tde_key state: absent finds nothing in place).'),
     (re.compile(r'only the tde_heap access method is allowed'),

@@ -267,6 +267,15 @@ def input_problems(params: dict[str, Any]) -> list[str]:
     return problems
 
 
+def namespace_problem(options: dict[str, Any], has_overload) -> str | None:
+    """A vault namespace needs the 6-argument vault_v2 functions of pg_tde 2.1+ (has_overload is
+    asked only when a namespace is given)."""
+    if options.get('namespace') and not has_overload():
+        return ('vault_namespace needs pg_tde 2.1 or later (the 6-argument vault_v2 functions); this server '
+                'has an older pg_tde. Upgrade pg_tde or leave vault_namespace unset.')
+    return None
+
+
 def ignored_options(params: dict[str, Any]) -> list[str]:
     """Options given for another provider type (warned about, never used)."""
     if params['state'] == 'absent' or not params.get('type'):
@@ -483,9 +492,9 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
     where = 'global scope' if scope == 'global' else 'database "%s"' % database
 
     if action in ('add', 'change'):
-        if desired.get('namespace') and not has_vault_namespace_overload(session):
-            module.fail_json(msg='vault_namespace needs pg_tde 2.1 or later (the 6-argument vault_v2 functions); '
-                                 'this server has an older pg_tde. Upgrade pg_tde or leave vault_namespace unset.')
+        problem = namespace_problem(desired, lambda: has_vault_namespace_overload(session))
+        if problem:
+            module.fail_json(msg=problem)
         identity = server_os_identity(session)
         if identity is None:
             module.warn('The data directory of the server is not on this host (or not readable by this role): '

@@ -45,6 +45,9 @@ ALLOWLIST: list[tuple[str, str]] = [
                                                                'test cluster stops'),
     (r'^the database system is (starting up|shutting down|not yet accepting connections)$',
      'PostgreSQL: a connection while the test cluster starts or stops'),
+    (r'^invalid value for parameter ".*": ', 'PostgreSQL: a setting value the server rejects (a test gives '
+                                             'pg_tde_table_encrypt lock_timeout "soon"); the module tries it '
+                                             'before any change and names the option'),
     (r'^syntax error at or near ', 'PostgreSQL: a statement a test sends malformed on purpose'),
     (r'^(current transaction is aborted|duplicate key value violates|column ".*" does not exist)',
      'PostgreSQL: statement errors inside tests, not pg_tde'),
@@ -78,7 +81,14 @@ def allowed(message: str) -> str | None:
 
 
 def unexplained(messages: dict[str, str]) -> list[str]:
-    """{message: where} -> the messages with neither an explanation nor an allowlist entry."""
+    """{message: where} -> the messages with neither an explanation nor an allowlist entry.
+    With TDEOPS_ERROR_TEXTS_REPORT=<file> every message and how it was judged is appended there."""
+    report = os.environ.get('TDEOPS_ERROR_TEXTS_REPORT')
+    if report:
+        with open(report, 'a', encoding='utf-8') as fh:
+            for msg in sorted(messages):
+                how = 'explained' if explain_tde_error(msg) else ('allowlist' if allowed(msg) else 'MISSING')
+                fh.write('%-9s %s\n' % (how, msg))
     return sorted('%s    (from %s)' % (msg, where) for msg, where in messages.items()
                   if explain_tde_error(msg) is None and allowed(msg) is None)
 

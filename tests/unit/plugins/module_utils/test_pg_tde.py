@@ -104,6 +104,40 @@ def test_provider_statement_vault_uses_namespace_overload_only_when_given():
     assert sql.count('%s') == 6 and args[-1] == 'ns1'
 
 
+@pytest.mark.parametrize('action', ['add', 'change'])
+@pytest.mark.parametrize('scope', ['global', 'database'])
+def test_vault_statement_per_pg_tde_version(action, scope):
+    """pg_tde 2.0 has only the 5-argument vault_v2 functions; 2.1+ adds a 6-argument overload with
+    the namespace. Without a namespace the statement fits both; with one it needs 2.1+."""
+    base = {'url': 'https://v', 'mountPath': 'secret', 'tokenPath': '/t', 'caPath': None}
+    sql, args = t.provider_statement(action, scope, 'vault_v2', 'v', base)
+    assert sql == 'SELECT pg_tde_%s_%s_key_provider_vault_v2(%s)' % (
+        action, scope, ', '.join(['%s::text'] * 5))
+    assert args == ['v', 'https://v', 'secret', '/t', None]
+    sql, args = t.provider_statement(action, scope, 'vault_v2', 'v', dict(base, namespace='team/a'))
+    assert sql == 'SELECT pg_tde_%s_%s_key_provider_vault_v2(%s)' % (
+        action, scope, ', '.join(['%s::text'] * 6))
+    assert args == ['v', 'https://v', 'secret', '/t', None, 'team/a']
+    # an empty namespace is no namespace (2.0 servers keep working)
+    assert t.provider_statement(action, scope, 'vault_v2', 'v', dict(base, namespace=''))[0].count('%s') == 5
+
+
+class _ProcSession:
+    def __init__(self, n):
+        self.n, self.sql = n, None
+
+    def query_one(self, sql, params=None):
+        self.sql = sql
+        return {'n': self.n}
+
+
+@pytest.mark.parametrize('n,expected', [(0, False), (1, True), (2, True)])
+def test_has_vault_namespace_overload(n, expected):
+    session = _ProcSession(n)
+    assert t.has_vault_namespace_overload(session) is expected
+    assert "proname = 'pg_tde_add_global_key_provider_vault_v2'" in session.sql and 'pronargs = 6' in session.sql
+
+
 def test_provider_statement_file_and_delete():
     sql, args = t.provider_statement('add', 'database', 'file', 'f', {'path': '/k.per'})
     assert sql == 'SELECT pg_tde_add_database_key_provider_file(%s::text, %s::text)'
@@ -270,6 +304,9 @@ def test_provider_scope_of():
     ('Invalid provider type.', 'vault-v2'),
     ('cannot create key "k" because it already exists', 'rotation'),
     ('default principal key is not set', 'absent'),
+    ('cannot delete default principal key (SQLSTATE 55006) HINT: There are encrypted tables in the database '
+     'with id: 16384.', 'new default key'),
+    ('cannot delete principal key DETAIL: There are encrypted tables in the database.', 'fall back'),
     ('HTTP(S) request to keyring provider "v" failed', 'vault_url'),
     ('Key provider "x" already exists.', 'already exists'),
 ])
