@@ -20,7 +20,7 @@ description:
     Setting the default key also moves every key that is the same as the old default key (same
     name and provider) to the new one; those appear in RV(rotated) with C(followed_default=true).
   - When no server key is set yet, pg_tde makes the new default key the server key as well. The
-    module plans for it: the server key is then listed in RV(set) with C(followed_default=true)
+    module plans for it. The server key is then listed in RV(set) with C(followed_default=true)
     and gets no C(pg_tde_set_server_key_using_global_key_provider()) call of its own, also when
     O(targets) does not name C(server).
   - The server key and the default key need a global key provider.
