@@ -208,8 +208,8 @@ def test_server_key_set_explicitly_when_the_default_key_does_not_fill_it(monkeyp
     server key still empty after the default key and sets it itself."""
     c = Cluster(first_default_sets_server=False)
     out = run(monkeypatch, c, targets=['server', 'default'])
-    assert [q for q in c.changes if 'set_' in q] == [m.set_key_statement('default', 'global'),
-                                                      m.set_key_statement('server', 'global')]
+    expected = [m.set_key_statement('default', 'global'), m.set_key_statement('server', 'global')]
+    assert [q for q in c.changes if 'set_' in q] == expected
     assert [(s['target'], s['followed_default']) for s in out['set']] == [('default', False), ('server', False)]
     assert c.server['key_name'] == 'k1'
 
