@@ -1,4 +1,4 @@
-"""pg_tde_provider through real ansible against PostgreSQL with the pg_tde double, a real
+"""pg_tde_provider through real ansible against PostgreSQL 17 with the real pg_tde, a real
 PyKMIP server and a real OpenBao server."""
 from __future__ import annotations
 

@@ -224,6 +224,8 @@ def test_wal_segments_encrypted(wal_pg):
                  "generate_series(1, 100) g; CHECKPOINT" % (name, name, mark))
     assert wal_segments(cluster)
     assert hits(wal_segments(cluster), mark) == 0
+    res = run_module('pg_tde_info', dict(cluster.login_args(), include_relations=False))
+    assert res['pg_tde']['wal_encryption'] == {'setting': 'on', 'pending_restart': False, 'server_key_set': True}
     with cluster.connect() as conn:
         files = relation_files(conn, cluster.datadir, name)
     assert hits(files.values(), mark) > 0, 'the control: the heap table itself is plaintext'
