@@ -209,7 +209,8 @@ def test_absent_database_and_default(pg, keydir):
     assert res['changed'] and res['executed_queries'] == ['SELECT pg_tde_delete_key()']
     assert key_name(pg, 'pg_tde_key_info', db) == k
     res = run_module('pg_tde_key', task)
-    assert res['changed'] and res['deleted'] == [{'target': 'database', 'database': db, 'key': k}]
+    assert res['changed'] and res['deleted'] == [{'target': 'database', 'database': db, 'key': k,
+                                                  'followed_default': False}]
     assert res['keys']['databases'][db] is None
     assert not run_module('pg_tde_key', task)['changed']
     # a different key in place is not touched
@@ -236,6 +237,26 @@ def test_delete_default_key_refused_while_used(pg_cluster_factory, keydir):
     assert 'cannot delete default principal key' in res['msg']
     assert db in res['msg']
     assert key_name(pg, 'pg_tde_default_key_info') == k
+
+
+def test_deleting_the_default_key_takes_the_server_key_along(pg_cluster_factory, keydir):
+    """Real pg_tde: pg_tde_delete_default_key() also removes a server key that is the default key
+    (no WAL encryption keys use it); the module says so in check mode and in the run."""
+    pg = pg_cluster_factory()
+    prov = file_provider(pg, keydir)
+    k = uid('gone')
+    assert run_module('pg_tde_key', args(pg, name=k, provider=prov, targets=['default']))['changed']
+    assert key_name(pg, 'pg_tde_server_key_info') == k
+    task = args(pg, name=k, targets=['default'], state='absent')
+    planned = run_module('pg_tde_key', task, check=True)
+    res = run_module('pg_tde_key', task)
+    assert res['changed'] and not res.get('failed'), res.get('msg')
+    assert res['deleted'] == planned['deleted'] == [
+        {'target': 'default', 'database': None, 'key': k, 'followed_default': False},
+        {'target': 'server', 'database': None, 'key': k, 'followed_default': True}]
+    assert res['executed_queries'] == ['SELECT pg_tde_delete_default_key()']
+    assert key_name(pg, 'pg_tde_server_key_info') == '' and res['keys']['server'] is None
+    assert not run_module('pg_tde_key', task)['changed']
 
 
 def test_key_destroyed_on_the_kms(pg_cluster_factory, kmip_server, kmip_client_files):

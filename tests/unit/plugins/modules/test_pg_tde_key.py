@@ -149,6 +149,15 @@ class FakeSession:
                 for db, info in c.db_keys.items():
                     if info and (info['key_name'], info['provider_id']) == (old['key_name'], old['provider_id']):
                         c.db_keys[db] = dict(c.default)
+        elif 'delete_default_key' in sql:
+            old = c.default
+            same = (old['key_name'], old['provider_id'])
+            if c.server and (c.server['key_name'], c.server['provider_id']) == same:
+                c.server = None
+            for db, info in c.db_keys.items():
+                if info and (info['key_name'], info['provider_id']) == same:
+                    c.db_keys[db] = None
+            c.default = None
         elif 'set_server' in sql:
             c.server = c.info(name, provider)
         elif 'set_key_using' in sql:
@@ -175,7 +184,7 @@ def run(monkeypatch, cluster: Cluster, check: bool = False, **params) -> dict[st
     key_run = m.KeyRun(module)
     outcome = key_run.present() if base['state'] == 'present' else key_run.absent()
     return dict(outcome, created=key_run.created, rotated=key_run.rotated, set=key_run.set,
-                queries=key_run.run_order_queries())
+                deleted=key_run.deleted, queries=key_run.run_order_queries())
 
 
 def test_check_mode_changes_nothing_and_lists_statements(monkeypatch):
@@ -266,3 +275,20 @@ def test_absent_deletes_only_the_named_key(monkeypatch):
     assert not out['changed'] and c.changes == []
     out = run(monkeypatch, c, state='absent', targets=['database'], databases=['app', 'postgres'])
     assert out['changed'] and c.changes == ['SELECT pg_tde_delete_key()']
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_deleting_the_default_key_lists_what_goes_with_it(monkeypatch, check):
+    c = Cluster()
+    c.kms_keys.add('k1')
+    c.server, c.default = c.info('k1'), c.info('k1')
+    c.db_keys['app'] = c.info('k1')
+    c.db_keys['own'] = c.info('old')
+    out = run(monkeypatch, c, check=check, targets=['default', 'database'], databases=['app'], state='absent',
+              provider=None)
+    assert [(d['target'], d['database'], d['followed_default']) for d in out['deleted']] == [
+        ('default', None, False), ('server', None, True), ('database', 'app', True)]
+    assert [q.split(' ')[0] for q in out['queries']] == ['SELECT'] and len(out['queries']) == 1, \
+        'no pg_tde_delete_key() for a database whose key went with the default key'
+    if not check:
+        assert c.server is None and c.db_keys['app'] is None and c.db_keys['own']['key_name'] == 'old'
