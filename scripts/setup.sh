@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian 12 machine for the lab and the tests: system packages,
 # the Python venv (controller on Python 3.12+), the collection on a collections path,
-# and the pg_tde test double built for Debian's PostgreSQL 15.
+# and the REAL pg_tde (PostgreSQL 17 + pg_tde 2.2.0 + pgBackRest 2.59.1, from the bundle).
 # Idempotent: a second run only checks.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
+# No Debian PostgreSQL and no Debian pgbackrest: the real pg_tde bundle below brings PostgreSQL 17
+# and the pgBackRest that handles it (Debian's 2.45 cannot), and its install.sh the libraries.
 APT_PACKAGES=(
   podman runc debootstrap netavark aardvark-dns iptables uidmap fuse-overlayfs
-  postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-plpython3-15
-  python3-pykmip libssl-dev build-essential pgbackrest rsync git jq openssl shellcheck make
+  build-essential rsync git jq openssl shellcheck make
 )
 
 log() { printf '== setup: %s\n' "$*"; }
@@ -24,10 +25,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# Debian's postgresql package creates a cluster 15/main; the tests start their own clusters.
-if command -v pg_lsclusters >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 main .* online'; then
-  pg_ctlcluster 15 main stop || true
 fi
 
 # Controller Python: newest ansible-core needs 3.12+.
@@ -102,8 +99,5 @@ else
   log "WARNING: no real pg_tde bundle at $real_bundle (set TDEOPS_REAL_PG_TDE_BUNDLE): every test that"
   log "WARNING: needs the real pg_tde will SKIP LOUDLY"
 fi
-
-# The pg_tde test double (tests only; never shipped).
-bash tests/pg_tde_double/build.sh
 
 log "ready"

@@ -15,5 +15,5 @@ cd "$dest"
 # The sanity venv (scripts/setup.sh) holds ansible-test's pinned requirements for each test.
 pyver=$("$here/.cache/sanity-venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 "$here/.cache/sanity-venv/bin/ansible-test" sanity --python "$pyver" --color no \
-  --exclude tests/pg_tde_double/ --exclude bench/ --exclude lab/ --exclude molecule/ --exclude scripts/ \
+  --exclude bench/ --exclude lab/ --exclude molecule/ --exclude scripts/ \
   --exclude tests/support/ --exclude tests/integration/ "$@"

@@ -365,7 +365,11 @@ def plan_key_targets(current: dict[str, Any], name: str, provider: str, provider
     Returns [{'target', 'database', 'old_key', 'new_key', 'followed_default'}]. The default
     key runs first: pg_tde moves every key that is the same as the old default key (same
     name and provider) to the new default key, so those need no call of their own; they are
-    listed with followed_default=True and no statement."""
+    listed with followed_default=True and no statement.
+
+    pg_tde 2.2 also makes a new default key the server key when no server key is set yet
+    (observed: pg_tde_set_default_key_using_global_key_provider() on a cluster without a server
+    key fills pg_tde_server_key_info() as well), so that server key is a follower too."""
     plan: list[dict[str, Any]] = []
     old_default = current.get('default')
     default_changes = 'default' in targets and not key_matches(old_default, name, provider, provider_scope)
@@ -378,8 +382,9 @@ def plan_key_targets(current: dict[str, Any], name: str, provider: str, provider
                      'old_key': old_default.get('key_name') if old_default else None,
                      'new_key': name, 'followed_default': False})
     server = current.get('server')
-    if follows(server):
-        plan.append({'target': 'server', 'database': None, 'old_key': server.get('key_name'),
+    if follows(server) or (default_changes and server is None):
+        plan.append({'target': 'server', 'database': None,
+                     'old_key': server.get('key_name') if server else None,
                      'new_key': name, 'followed_default': True})
     elif 'server' in targets and not key_matches(server, name, provider, provider_scope):
         plan.append({'target': 'server', 'database': None,
@@ -442,6 +447,33 @@ def provider_users(provider_id: int, server: dict[str, Any] | None, default: dic
     return users
 
 
+def same_id_keys_elsewhere(provider_id: Any, database: str,
+                           databases: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Keys of OTHER databases that pg_tde 2.2 checks when a database provider is changed.
+
+    Database provider ids start at 1 in every database, and pg_tde's change check looks for
+    keys by provider id in every database (observed: changing provider "pb" (id 1) of database
+    b fails with 'key "ka" used by database "a" not found in modified key provider "pb"' when
+    database a has key "ka" on its own provider with id 1). ['key "ka" of database "a"', ...]."""
+    if not isinstance(provider_id, int) or provider_id <= 0:
+        return []
+    return ['key "%s" of database "%s"' % (info.get('key_name'), db)
+            for db, info in sorted(databases.items())
+            if db != database and info is not None and info.get('provider_id') == provider_id]
+
+
+_OTHER_DB_KEY_RE = re.compile(r'key "(.*)" used by database "(.*)" not found in modified key provider "(.*)"')
+
+
+def other_database_in_change_error(text: str | None, database: str) -> tuple[str, str] | None:
+    """(key, database) when pg_tde refused a change of a provider because of a key of a database
+    other than `database` (the provider id collision above), else None."""
+    m = _OTHER_DB_KEY_RE.search(text or '')
+    if not m or m.group(2) == database:
+        return None
+    return m.group(1), m.group(2)
+
+
 def databases_on_default(default: dict[str, Any] | None,
                          databases: dict[str, dict[str, Any] | None]) -> list[str]:
     """Databases whose key is the default key (same name and provider)."""
@@ -486,8 +518,35 @@ _EXPLANATIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r'not found in key provider'),
      'pg_tde could not fetch the key from its provider: the KMS is unreachable, or the key was '
      'deleted/destroyed there, or the provider now points elsewhere.'),
-    (re.compile(r'principal key not configured'),
+    (re.compile(r'principal key not configured for'),
      'No principal key is set for this target: set one with tdeops.pg_tde.pg_tde_key.'),
+    (re.compile(r'principal key not configured'),
+     'No principal key is set where pg_tde needs one. At server start with pg_tde.wal_encrypt = on '
+     '(FATAL) it is the server key: set it (tdeops.pg_tde.pg_tde_key, targets: [server]) before WAL '
+     'encryption is turned on, or turn pg_tde.wal_encrypt off to start. For an encrypted table it is '
+     'the key of the database or the default key (targets: [database] or [default]).'),
+    (re.compile(r'cannot delete (default )?principal key'),
+     'pg_tde keeps a key that encrypted data still needs: the default key while a database that uses it '
+     'has encrypted tables or the WAL uses it as the server key, a database key while the database has '
+     'encrypted tables and no default key to fall back to (the HINT/DETAIL names which). Give those '
+     'databases a key of their own or a new default key first (tdeops.pg_tde.pg_tde_key).'),
+    (re.compile(r'default principal key is not set|principal key does not exists for the database'),
+     'There is no such key to delete (pg_tde_key state: absent finds nothing in place).'),
+    (re.compile(r'only the tde_heap access method is allowed'),
+     'pg_tde.enforce_encryption is on (server, database or role): only tde_heap tables may be created or '
+     'converted. Create tables USING tde_heap, or set default_table_access_method = tde_heap so that a '
+     'plain CREATE TABLE is encrypted; a deliberate plaintext table needs enforcement off for that '
+     'session or database (superuser).'),
+    (re.compile(r'Failed to open keyring file'),
+     'The PostgreSQL OS user cannot open the file keyring (file_path): its directory must exist and be '
+     'writable, and the file readable and writable, for that user. A failed add can leave an empty '
+     'keyring file behind.'),
+    (re.compile(r'Invalid provider type'),
+     'The generic pg_tde_add/change_*_key_provider() form knows the types file, vault-v2 and kmip only '
+     '(pg_tde_provider type: file, vault_v2, kmip).'),
+    (re.compile(r'cannot create key "(.*)" because it already exists'),
+     'A key of this name is already on the provider: set it (tdeops.pg_tde.pg_tde_key treats it as '
+     'present), or choose a new name for a rotation. On a KMIP server names must be unique.'),
     (re.compile(r'already exists\.'),
      'A provider of this name already exists in this scope.'),
     (re.compile(r'must be superuser'),

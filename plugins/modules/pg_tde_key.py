@@ -19,11 +19,16 @@ description:
   - Rotation is a new key name set in place of the old one; it is listed in RV(rotated).
     Setting the default key also moves every key that is the same as the old default key (same
     name and provider) to the new one; those appear in RV(rotated) with C(followed_default=true).
+  - When no server key is set yet, pg_tde makes the new default key the server key as well. The
+    module plans for it. The server key is then listed in RV(set) with C(followed_default=true)
+    and gets no C(pg_tde_set_server_key_using_global_key_provider()) call of its own, also when
+    O(targets) does not name C(server).
   - The server key and the default key need a global key provider.
   - With O(state=absent) the key O(name) is removed from the targets where it is in place, with
     C(pg_tde_delete_default_key()) for C(default), C(pg_tde_delete_key()) in each database for
-    C(database). pg_tde has no function that removes the server key (rotate it instead). The key
-    itself stays on the KMS.
+    C(database). pg_tde has no function that removes the server key (rotate it instead), but
+    C(pg_tde_delete_default_key()) removes it along with the default key when it is the same key
+    and no WAL encryption keys use it; RV(deleted) lists it then. The key itself stays on the KMS.
   - "pg_tde guards these deletes: for example it refuses to delete the default key while a
     database that uses it holds encrypted data, and a database key while its database holds
     encrypted data and there is no default key to fall back to. The module lists the databases
@@ -162,17 +167,23 @@ rotated:
   elements: dict
   sample: [ {target: database, database: appdb, old_key: k1, new_key: k2, followed_default: false} ]
 set:
-  description: Targets that got O(name) as their first key (no key was in place), and rotations.
+  description:
+    - Targets that got O(name) as their first key (no key was in place), and rotations.
+      C(followed_default) is true for keys pg_tde set along with the default key (a server key
+      that was empty takes the first default key).
   returned: always
   type: list
   elements: dict
   sample: [ {target: server, database: null, old_key: null, new_key: k1, followed_default: false} ]
 deleted:
-  description: Keys removed from a target with O(state=absent).
+  description:
+    - Keys removed from a target with O(state=absent). C(followed_default) is true for keys pg_tde
+      removed along with the default key (the server key when it is the default key and no WAL
+      encryption keys use it, and databases on the default key without encrypted data).
   returned: always
   type: list
   elements: dict
-  sample: [ {target: database, database: appdb, key: k1} ]
+  sample: [ {target: database, database: appdb, key: k1, followed_default: false} ]
 executed_queries:
   description: Statements run (in check mode, that would run). Reads and verifications are not listed.
   returned: always
@@ -445,8 +456,10 @@ class KeyRun:
             scope = p['provider_scope']
         before = self.current([], databases, with_followers='default' in targets)
         default = before['default']
+        gone: set[str] = set()
         if 'default' in targets and key_matches(default, name, provider, scope):
-            users = databases_on_default(default, before['databases'])
+            on_default = databases_on_default(default, before['databases'])
+            users = list(on_default)
             if same_key(before['server'], default):
                 users = ['the server key'] + users
             try:
@@ -455,10 +468,11 @@ class KeyRun:
                 text = pg_error_text(exc)
                 extra = ('Keys that are the default key now: %s.' % ', '.join(users)) if users else None
                 self.fail(tde_failure_message('Deleting the default key "%s"' % name, text, extra))
-            self.deleted.append({'target': 'default', 'database': None, 'key': name})
+            self.deleted.append({'target': 'default', 'database': None, 'key': name, 'followed_default': False})
+            gone = self.deleted_with_default(before, on_default, name)
         for db in databases:
             info = before['databases'].get(db)
-            if not key_matches(info, name, provider, scope):
+            if not key_matches(info, name, provider, scope) or db in gone:
                 continue
             try:
                 self.execute(db, 'SELECT pg_tde_delete_key()')
@@ -468,8 +482,25 @@ class KeyRun:
                 if same_key(info, default):
                     extra = 'The key of database "%s" is the default key.' % db
                 self.fail(tde_failure_message('Deleting key "%s" of database "%s"' % (name, db), text, extra))
-            self.deleted.append({'target': 'database', 'database': db, 'key': name})
+            self.deleted.append({'target': 'database', 'database': db, 'key': name, 'followed_default': False})
         return {'changed': bool(self.deleted), 'databases_read': list(before['databases'])}
+
+    def deleted_with_default(self, before: dict[str, Any], on_default: list[str], name: str) -> set[str]:
+        """pg_tde_delete_default_key() also removes the server key when it is the default key (and
+        no WAL encryption keys use it), and the key entry of every database on the default key
+        (they have no encrypted data, or pg_tde refuses). Record what went with it: in check mode
+        what would go, otherwise what is gone when read again. Returns the databases."""
+        candidates = ([('server', None)] if same_key(before['server'], before['default']) else []) + \
+            [('database', db) for db in on_default]
+        if not candidates:
+            return set()
+        if not self.module.check_mode:
+            after = self.current([], on_default, with_followers=False)
+            candidates = [(t, db) for t, db in candidates
+                          if (after['server'] if t == 'server' else after['databases'].get(db)) is None]
+        for target, db in candidates:
+            self.deleted.append({'target': target, 'database': db, 'key': name, 'followed_default': True})
+        return {db for target, db in candidates if target == 'database'}
 
 
 def describe(step: dict[str, Any]) -> str:

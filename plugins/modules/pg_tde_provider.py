@@ -22,6 +22,10 @@ description:
     no principal key uses the provider. Each refusal names the problem and the fix.
   - pg_tde refuses to change a provider unless every key in use is still fetchable, and
     identical, through the new settings. Its error text is passed on with an explanation.
+  - "pg_tde 2.2 checks, on a change of a database provider, the keys of every database whose key
+    uses a database provider with the same id (ids start at 1 in each database), not only the keys
+    of O(database). The module warns before the change when another database has such a key, and
+    explains the refusal and the way around it (a provider under a new name) when pg_tde refuses."
   - Works with pg_tde 2.0, 2.1 and 2.2. O(vault_namespace) needs pg_tde 2.1 or later.
 author:
   - tdeops maintainers (@tdeops)
@@ -210,6 +214,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     has_vault_namespace_overload,
     kv_mount_problem,
     list_providers,
+    other_database_in_change_error,
     path_access_problem,
     provider_action,
     provider_differences,
@@ -217,6 +222,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     provider_users,
     public_provider,
     require_pg_tde,
+    same_id_keys_elsewhere,
     server_os_identity,
     tde_failure_message,
     try_key_info,
@@ -259,6 +265,15 @@ def input_problems(params: dict[str, Any]) -> list[str]:
     if len(json.dumps(options).encode('utf-8')) > MAX_OPTIONS_BYTES:
         problems.append('the provider options exceed pg_tde\'s 1024-byte limit: use shorter paths')
     return problems
+
+
+def namespace_problem(options: dict[str, Any], has_overload) -> str | None:
+    """A vault namespace needs the 6-argument vault_v2 functions of pg_tde 2.1+ (has_overload is
+    asked only when a namespace is given)."""
+    if options.get('namespace') and not has_overload():
+        return ('vault_namespace needs pg_tde 2.1 or later (the 6-argument vault_v2 functions); this server '
+                'has an older pg_tde. Upgrade pg_tde or leave vault_namespace unset.')
+    return None
 
 
 def ignored_options(params: dict[str, Any]) -> list[str]:
@@ -377,6 +392,31 @@ def scope_users(module, session, scope: str, provider_id: int) -> tuple[list[str
     return provider_users(provider_id, server, default, infos), unreadable
 
 
+def other_database_keys(module, session) -> dict[str, Any]:
+    """The database keys of every other database with the extension ({db: info}); unreadable
+    ones are left out (they are reported where they matter)."""
+    infos: dict[str, Any] = {}
+    for db in connectable_databases(session):
+        if db == session.database:
+            continue
+        other = open_session(module, db)
+        try:
+            if has_extension(other):
+                infos[db] = try_key_info(other, 'database')[0]
+        finally:
+            other.close()
+    return infos
+
+
+def same_id_message(name: str, database: str, provider_id: int, users: list[str]) -> str:
+    return ('pg_tde checks the keys of every database whose key uses a database provider with id %d '
+            '(database provider ids start at 1 in each database), not only those of database "%s": %s '
+            'must also be fetchable through the new settings of "%s", or pg_tde refuses the change. '
+            'If they are not, add a provider under a new name in database "%s" instead (it gets a new id), '
+            'move the key of database "%s" to it with tdeops.pg_tde.pg_tde_key, and delete "%s".'
+            % (provider_id, database, ', '.join(users), name, database, database, name))
+
+
 def diff_view(provider: dict[str, Any] | None, scope: str, database: str | None) -> dict[str, Any]:
     if provider is None:
         return {}
@@ -452,9 +492,9 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
     where = 'global scope' if scope == 'global' else 'database "%s"' % database
 
     if action in ('add', 'change'):
-        if desired.get('namespace') and not has_vault_namespace_overload(session):
-            module.fail_json(msg='vault_namespace needs pg_tde 2.1 or later (the 6-argument vault_v2 functions); '
-                                 'this server has an older pg_tde. Upgrade pg_tde or leave vault_namespace unset.')
+        problem = namespace_problem(desired, lambda: has_vault_namespace_overload(session))
+        if problem:
+            module.fail_json(msg=problem)
         identity = server_os_identity(session)
         if identity is None:
             module.warn('The data directory of the server is not on this host (or not readable by this role): '
@@ -467,13 +507,22 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
                                  % (name, 'added' if action == 'add' else 'changed', '; '.join(problems)))
         if ptype == 'vault_v2':
             check_vault_mount(module, desired)
+        same_id_users: list[str] = []
+        if action == 'change' and scope == 'database':
+            same_id_users = same_id_keys_elsewhere(current['id'], database, other_database_keys(module, session))
+            if same_id_users:
+                module.warn(same_id_message(name, database, current['id'], same_id_users))
         sql, args = provider_statement(action, scope, ptype, name, desired)
         try:
             session.execute(sql, args)
         except Exception as exc:
             verb = 'Adding' if action == 'add' else 'Changing'
+            text = pg_error_text(exc)
+            extra = None
+            if other_database_in_change_error(text, database):
+                extra = same_id_message(name, database, current['id'], same_id_users or ['its key'])
             module.fail_json(msg=tde_failure_message('%s of %s key provider "%s" in the %s' % (verb, ptype, name, where),
-                                                     pg_error_text(exc)),
+                                                     text, extra),
                              executed_queries=session.executed_queries)
     elif action == 'delete':
         users, unreadable = scope_users(module, session, scope, current['id'])

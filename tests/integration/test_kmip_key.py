@@ -146,12 +146,8 @@ def test_connection_errors_are_clear(kmip_server, pki) -> None:
     assert r['failed'] and 'kmip_cert, kmip_key, kmip_ca' in r['msg']
 
 
-def test_protect_from_pg(request, kmip_server) -> None:
-    """With the pg_tde test double: a key in use as the server key is not destroyed."""
-    try:
-        pg = request.getfixturevalue('pg')
-    except pytest.FixtureLookupError:
-        pytest.skip('SKIPPED LOUDLY: fixture pg (PostgreSQL with the pg_tde double) is not available')
+def test_protect_from_pg(pg, kmip_server) -> None:
+    """With the real pg_tde: a key in use as the server key is not destroyed."""
     who = kmip_server.client_cert('postgres-test')
     name = unique('inuse')
     login = pg.login_args('postgres')
@@ -159,11 +155,22 @@ def test_protect_from_pg(request, kmip_server) -> None:
            "SELECT pg_tde_create_key_using_global_key_provider('{n}', 'kk-prov-{n}');"
            "SELECT pg_tde_set_server_key_using_global_key_provider('{n}', 'kk-prov-{n}');").format(
         n=name, h=kmip_server.host, p=kmip_server.port, c=who.cert, k=who.key, ca=kmip_server.ca)
-    try:
-        pg.psql(sql)
-    except Exception as exc:  # the double may not implement KMIP keys
-        pytest.skip('SKIPPED LOUDLY: the pg_tde double could not set a KMIP server key: %s' % exc)
+    pg.psql(sql)
     args = dict(conn(kmip_server, 'postgres-test'), name=name, state='absent', protect_from_pg=login)
     r = run_module('kmip_key', args, check=True)
     assert r['failed'] and 'still uses it as server key' in r['msg'] and not r['changed']
     assert run_module('kmip_key', dict(args, name=unique('free'))).get('failed') is not True
+
+    # a database key of another database than login_db, in use by an encrypted table
+    db = 'kkdb_%s' % uuid.uuid4().hex[:8]
+    pg.create_database(db, extension=True)
+    dbkey = unique('dbkey')
+    pg.psql("SELECT pg_tde_create_key_using_global_key_provider('{k}', 'kk-prov-{n}');"
+            "SELECT pg_tde_set_key_using_global_key_provider('{k}', 'kk-prov-{n}');"
+            "CREATE TABLE t (x text) USING tde_heap".format(k=dbkey, n=name), db)
+    r = run_module('kmip_key', dict(args, name=dbkey))
+    assert r['failed'] and 'database key of database "%s"' % db in r['msg'] and not r['changed']
+    with kmip_server.client('postgres-test') as client:
+        attr = client.attribute_factory.create_attribute(enums.AttributeType.NAME, dbkey)
+        assert len(list(client.locate(attributes=[attr]))) == 1, 'the key must still be on the KMS'
+    assert pg.psql('SELECT pg_tde_is_encrypted(\'t\')', db) == 't'

@@ -1,5 +1,6 @@
 """kms_preflight against a real PyKMIP server (TLS 1.2, client auth) and a real OpenBao dev
-server: the good case, and each bad certificate with its own error; nothing is ever changed."""
+server: the good case, and each bad certificate with its own error; nothing is ever changed.
+The same bad material given to the real pg_tde shows what pg_tde itself would say (or accept)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,7 @@ import shutil
 
 import pytest
 
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import explain_tde_error
 from tests.support.ansible_runner import run_module
 
 
@@ -44,21 +46,14 @@ def test_good_material_passes(kmip_server, kmip_client_files) -> None:
     assert 'PRIVATE KEY' not in r['_stdout']
 
 
-@pytest.mark.parametrize('case', ['expired', 'wrong_ca', 'no_client_auth', 'key_mismatch', 'missing_file',
-                                  'unreadable_for_postgres', 'server_name', 'untrusted_client'])
-def test_bad_material_has_its_own_error(case, kmip_server, kmip_client_files, pki, tmp_path) -> None:
+CASES = ['expired', 'wrong_ca', 'no_client_auth', 'key_mismatch', 'missing_file', 'unreadable_for_postgres',
+         'server_name', 'untrusted_client']
+
+
+def bad_material(case, kmip_server, kmip_client_files, pki, tmp_path) -> tuple[dict, str | None]:
+    """kms_preflight arguments with the bad material of `case`, and the path the message must name."""
     c = kmip_client_files
     args = kmip_args(kmip_server, c.cert, c.key)
-    expect_check, expect_text = {
-        'expired': ('client_expiry', 'the client certificate expired on'),
-        'wrong_ca': ('server_chain', 'does not chain to the CA in'),
-        'no_client_auth': ('client_eku', 'without clientAuth'),
-        'key_mismatch': ('client_key_match', 'the client key does not belong to the client certificate'),
-        'missing_file': ('client_certificate', 'the client certificate file does not exist'),
-        'unreadable_for_postgres': ('file_access', 'cannot read'),
-        'server_name': ('server_name', 'does not match the host name "kms.example.com"'),
-        'untrusted_client': ('client_rejected', 'does not accept the client certificate'),
-    }[case]
     mention = None
     ca_issued = kmip_server.ca_issued
     if case == 'expired':
@@ -91,6 +86,22 @@ def test_bad_material_has_its_own_error(case, kmip_server, kmip_client_files, pk
     elif case == 'untrusted_client':
         bad = pki.foreign('pf-foreign', 'postgres-test')
         args.update(kmip_cert=bad.cert, kmip_key=bad.key)
+    return args, mention
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_bad_material_has_its_own_error(case, kmip_server, kmip_client_files, pki, tmp_path) -> None:
+    expect_check, expect_text = {
+        'expired': ('client_expiry', 'the client certificate expired on'),
+        'wrong_ca': ('server_chain', 'does not chain to the CA in'),
+        'no_client_auth': ('client_eku', 'without clientAuth'),
+        'key_mismatch': ('client_key_match', 'the client key does not belong to the client certificate'),
+        'missing_file': ('client_certificate', 'the client certificate file does not exist'),
+        'unreadable_for_postgres': ('file_access', 'cannot read'),
+        'server_name': ('server_name', 'does not match the host name "kms.example.com"'),
+        'untrusted_client': ('client_rejected', 'does not accept the client certificate'),
+    }[case]
+    args, mention = bad_material(case, kmip_server, kmip_client_files, pki, tmp_path)
     watched = [p for p in (args['kmip_cert'], args['kmip_key'], args['kmip_ca']) if os.path.exists(p)]
     before = digest(watched)
     r = run_module('kms_preflight', args)
@@ -104,6 +115,36 @@ def test_bad_material_has_its_own_error(case, kmip_server, kmip_client_files, pk
     if case in ('no_client_auth', 'key_mismatch', 'missing_file', 'expired', 'unreadable_for_postgres'):
         # File problems are found without relying on the server's reaction.
         assert [ch for ch in failed_checks(r) if ch == 'tls_handshake'] == []
+
+
+# What the real pg_tde itself does with the same material when a KMIP provider is added: where it
+# fails, kms_preflight said it first and clearer; where it accepts (it does not verify the server
+# certificate or its name), kms_preflight is the only check.
+PG_TDE_SAYS = {
+    'expired': 'SSL error: BIO_do_connect failed',
+    'wrong_ca': None,
+    'no_client_auth': 'SSL error: BIO_do_connect failed',
+    'key_mismatch': 'SSL error: Loading the client key failed',
+    'missing_file': 'SSL error: Loading the client certificate failed',
+    'unreadable_for_postgres': 'SSL error: Loading the client key failed',
+    'server_name': None,
+    'untrusted_client': 'SSL error: BIO_do_connect failed',
+}
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_real_pg_tde_on_the_same_material(case, pg, kmip_server, kmip_client_files, pki, tmp_path) -> None:
+    args, _mention = bad_material(case, kmip_server, kmip_client_files, pki, tmp_path)
+    name = 'pf_%s_%s' % (case, os.urandom(4).hex())
+    proc = pg.psql_result("SELECT pg_tde_add_global_key_provider_kmip('%s', '%s', %d, '%s', '%s', '%s')" % (
+        name, args['kmip_host'], args['kmip_port'], args['kmip_cert'], args['kmip_key'], args['kmip_ca']))
+    expected = PG_TDE_SAYS[case]
+    if expected is None:
+        assert proc.returncode == 0, 'pg_tde accepts this material itself: %s' % proc.stderr
+        pg.psql("SELECT pg_tde_delete_global_key_provider('%s')" % name)
+    else:
+        assert proc.returncode != 0 and expected in proc.stderr, proc.stderr
+        assert explain_tde_error(expected) is not None
 
 
 def test_expiry_warning(kmip_server, pki) -> None:

@@ -168,40 +168,23 @@ def test_kmip_restart_keeps_port_and_keys(
         assert _locate(client, name) == [uid]
 
 
-_AS_POSTGRES_KMIP = r"""
-import sys, os
-from kmip.pie.client import ProxyKmipClient
-from kmip.pie import objects
-from kmip.core import enums
-host, port, cert, key, ca, name = sys.argv[1:]
-material = os.urandom(16)
-with ProxyKmipClient(hostname=host, port=int(port), cert=cert, key=key, ca=ca,
-                     config_file='/dev/null') as client:
-    uid = client.register(objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 128,
-                                               material, name=name))
-    attr = client.attribute_factory.create_attribute(enums.AttributeType.NAME, name)
-    assert list(client.locate(attributes=[attr])) == [uid]
-    assert client.get(uid).value == material
-print('ok', uid)
-"""
-
-
-def test_kmip_usable_by_postgres_with_system_python(kmip_server: PyKmipServer,
-                                                    kmip_client_files: Issued) -> None:
-    """The path the pg_tde double takes: the `postgres` OS user, Debian's python3 and its
-    python3-pykmip, the client files from the fixture."""
-    if os.geteuid() != 0:
-        pytest.skip('needs root to run as the postgres user')
-    probe = subprocess.run(['/usr/bin/python3', '-c', 'import kmip'], capture_output=True,
-                           check=False)
-    if probe.returncode != 0:
-        pytest.skip('SKIPPED LOUDLY: Debian python3-pykmip is not installed')
-    proc = subprocess.run(
-        ['runuser', '-u', 'postgres', '--', '/usr/bin/python3', '-W', 'ignore', '-c',
-         _AS_POSTGRES_KMIP, kmip_server.host, str(kmip_server.port), kmip_client_files.cert,
-         kmip_client_files.key, kmip_server.ca, _name('as-postgres')],
-        capture_output=True, text=True, check=False, cwd='/', timeout=60)
-    assert proc.returncode == 0 and proc.stdout.startswith('ok'), proc.stderr[-2000:]
+def test_kmip_usable_by_real_pg_tde(pg, kmip_server: PyKmipServer, kmip_client_files: Issued) -> None:
+    """pg_tde itself (as the `postgres` OS user, with the fixture's client files) registers a key
+    on the PyKMIP server; the same client identity finds it, another identity does not."""
+    name = _name('pgtde-key')
+    provider = _name('kmip-prov')
+    pg.psql("SELECT pg_tde_add_global_key_provider_kmip('%s', '%s', %d, '%s', '%s', '%s');"
+            "SELECT pg_tde_create_key_using_global_key_provider('%s', '%s');"
+            % (provider, kmip_server.host, kmip_server.port, kmip_client_files.cert,
+               kmip_client_files.key, kmip_server.ca, name, provider))
+    with kmip_server.client('postgres-test') as client:
+        uids = _locate(client, name)
+        assert len(uids) == 1
+        key = client.get(uids[0])
+        assert key.cryptographic_algorithm == enums.CryptographicAlgorithm.AES
+        assert key.cryptographic_length == 128      # pg_tde.cipher = aes_128 (default)
+    with kmip_server.client('someone-else') as other:
+        assert _locate(other, name) == [], 'keys belong to the client certificate\'s CN'
 
 
 # -- OpenBao ----------------------------------------------------------------------------------

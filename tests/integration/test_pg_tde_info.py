@@ -1,4 +1,4 @@
-"""pg_tde_info through real ansible: with the pg_tde double, and on a server without pg_tde."""
+"""pg_tde_info through real ansible: with the real pg_tde, and on a server without pg_tde."""
 from __future__ import annotations
 
 import json
@@ -52,7 +52,7 @@ def test_full_report(pg, keydir, openbao):
     assert not res.get('failed'), res.get('msg')
     assert res['changed'] is False
     tde = res['pg_tde']
-    assert tde['version'] == '2.2.0' and tde['version_text'].startswith('pg_tde 2.2.0')
+    assert tde['version'] == '2.2.0' and tde['version_text'] == 'pg_tde 2.2.0'
     assert tde['preloaded'] is True and 'pg_tde' in tde['shared_preload_libraries']
     names = {s['name']: s for s in tde['settings']}
     assert {'pg_tde.wal_encrypt', 'pg_tde.enforce_encryption', 'shared_preload_libraries'} <= set(names)

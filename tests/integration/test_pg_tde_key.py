@@ -1,4 +1,4 @@
-"""pg_tde_key through real ansible against PostgreSQL with the pg_tde double and real KMS servers."""
+"""pg_tde_key through real ansible against PostgreSQL 17 with the real pg_tde and real KMS servers."""
 from __future__ import annotations
 
 import os
@@ -54,20 +54,24 @@ def test_server_and_default_key_check_set_idempotent_rotate(pg, keydir, gprov):
     k1 = uid('k1')
     task = args(pg, name=k1, provider=gprov, targets=['server', 'default'])
 
+    # pg_tde makes the first default key the server key too (no server key yet): one set only
     res = run_module('pg_tde_key', task, check=True)
     assert res['changed'] and not res.get('failed'), res.get('msg')
     assert res['executed_queries'] == [
         "SELECT pg_tde_create_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
         "SELECT pg_tde_set_default_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
-        "SELECT pg_tde_set_server_key_using_global_key_provider('%s'::text, '%s'::text)" % (k1, gprov),
     ]
     assert res['created'] == [{'key': k1, 'provider': gprov, 'provider_scope': 'global', 'database': None}]
+    planned = [(s['target'], s['old_key'], s['followed_default']) for s in res['set']]
+    assert planned == [('default', None, False), ('server', None, True)]
     assert key_name(pg, 'pg_tde_server_key_info') == '' and key_name(pg, 'pg_tde_default_key_info') == ''
 
     res = run_module('pg_tde_key', task)
     assert res['changed'] and not res.get('failed'), res.get('msg')
     assert res['rotated'] == []
-    assert [(s['target'], s['old_key']) for s in res['set']] == [('default', None), ('server', None)]
+    assert [(s['target'], s['old_key'], s['followed_default']) for s in res['set']] == planned, \
+        'check mode must plan what the real run does'
+    assert not any(q.startswith('SELECT pg_tde_set_server') for q in res['executed_queries'])
     assert res['keys']['server']['key_name'] == k1 and res['keys']['default']['key_name'] == k1
     assert res['principal_keys'] == res['keys']
     assert res['keys']['server']['provider_scope'] == 'global'
@@ -205,7 +209,8 @@ def test_absent_database_and_default(pg, keydir):
     assert res['changed'] and res['executed_queries'] == ['SELECT pg_tde_delete_key()']
     assert key_name(pg, 'pg_tde_key_info', db) == k
     res = run_module('pg_tde_key', task)
-    assert res['changed'] and res['deleted'] == [{'target': 'database', 'database': db, 'key': k}]
+    assert res['changed'] and res['deleted'] == [{'target': 'database', 'database': db, 'key': k,
+                                                  'followed_default': False}]
     assert res['keys']['databases'][db] is None
     assert not run_module('pg_tde_key', task)['changed']
     # a different key in place is not touched
@@ -217,7 +222,14 @@ def test_delete_default_key_refused_while_used(pg_cluster_factory, keydir):
     pg = pg_cluster_factory()
     prov = file_provider(pg, keydir)
     k = uid('dflt')
-    assert run_module('pg_tde_key', args(pg, name=k, provider=prov, targets=['default']))['changed']
+    task = args(pg, name=k, provider=prov, targets=['default'])
+    planned = run_module('pg_tde_key', task, check=True)
+    res = run_module('pg_tde_key', task)
+    assert res['changed'], res.get('msg')
+    # no server key yet: pg_tde makes the default key the server key too, and the module says so
+    assert [(s['target'], s['followed_default']) for s in res['set']] == [('default', False), ('server', True)]
+    assert [(s['target'], s['followed_default']) for s in planned['set']] == [('default', False), ('server', True)]
+    assert key_name(pg, 'pg_tde_server_key_info') == k and res['keys']['server']['key_name'] == k
     db = pg.create_database(uid('usesdefault'), extension=True)
     pg.psql('CREATE TABLE t (x text) USING tde_heap', db)
     res = run_module('pg_tde_key', args(pg, name=k, targets=['default'], state='absent'))
@@ -225,6 +237,26 @@ def test_delete_default_key_refused_while_used(pg_cluster_factory, keydir):
     assert 'cannot delete default principal key' in res['msg']
     assert db in res['msg']
     assert key_name(pg, 'pg_tde_default_key_info') == k
+
+
+def test_deleting_the_default_key_takes_the_server_key_along(pg_cluster_factory, keydir):
+    """Real pg_tde: pg_tde_delete_default_key() also removes a server key that is the default key
+    (no WAL encryption keys use it); the module says so in check mode and in the run."""
+    pg = pg_cluster_factory()
+    prov = file_provider(pg, keydir)
+    k = uid('gone')
+    assert run_module('pg_tde_key', args(pg, name=k, provider=prov, targets=['default']))['changed']
+    assert key_name(pg, 'pg_tde_server_key_info') == k
+    task = args(pg, name=k, targets=['default'], state='absent')
+    planned = run_module('pg_tde_key', task, check=True)
+    res = run_module('pg_tde_key', task)
+    assert res['changed'] and not res.get('failed'), res.get('msg')
+    assert res['deleted'] == planned['deleted'] == [
+        {'target': 'default', 'database': None, 'key': k, 'followed_default': False},
+        {'target': 'server', 'database': None, 'key': k, 'followed_default': True}]
+    assert res['executed_queries'] == ['SELECT pg_tde_delete_default_key()']
+    assert key_name(pg, 'pg_tde_server_key_info') == '' and res['keys']['server'] is None
+    assert not run_module('pg_tde_key', task)['changed']
 
 
 def test_key_destroyed_on_the_kms(pg_cluster_factory, kmip_server, kmip_client_files):
@@ -248,10 +280,10 @@ def test_key_destroyed_on_the_kms(pg_cluster_factory, kmip_server, kmip_client_f
 
     res = run_module('pg_tde_info', dict(pg.login_args(), include_relations=False))
     assert not res.get('failed'), res.get('msg')
+    # the real pg_tde fetches the key from the KMS to show it: the module reports why it cannot
     info = res['pg_tde']['keys']['databases']['postgres']
-    if info and info.get('error'):
-        assert 'not found in key provider' in info['error']
-        assert any('Could not read the key of database "postgres"' in w for w in res.get('warnings', []))
+    assert info and 'key "%s" not found in key provider "%s"' % (k, prov) in info['error'], info
+    assert any('Could not read the key of database "postgres"' in w for w in res.get('warnings', []))
 
     res = run_module('pg_tde_key', args(pg, name=uid('next'), provider=prov, targets=['database']))
     assert res['failed'] and 'key "%s" not found in key provider "%s"' % (k, prov) in res['msg']

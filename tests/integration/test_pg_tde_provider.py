@@ -1,4 +1,4 @@
-"""pg_tde_provider through real ansible against PostgreSQL with the pg_tde double, a real
+"""pg_tde_provider through real ansible against PostgreSQL 17 with the real pg_tde, a real
 PyKMIP server and a real OpenBao server."""
 from __future__ import annotations
 
@@ -300,21 +300,57 @@ def test_delete_refused_while_keys_use_provider(pg, keydir):
     assert res['changed'], res.get('msg')
 
 
-def test_change_refused_when_keys_not_fetchable(pg, keydir):
-    name = uid('chg')
-    db = pg.create_database(uid('chgdb'), extension=True)
+def _db_provider_with_key(pg, keydir, db):
+    name, key = uid('chg'), uid('ck')
     args = prov(pg, name=name, scope='database', database=db, type='file',
                 file_path=os.path.join(keydir, name + '.per'))
     assert run_module('pg_tde_provider', args)['changed']
-    key = uid('ck')
     pg.psql("SELECT pg_tde_create_key_using_database_key_provider('%s', '%s')" % (key, name), db)
     pg.psql("SELECT pg_tde_set_key_using_database_key_provider('%s', '%s')" % (key, name), db)
+    return name, key, args
+
+
+def test_change_refused_when_keys_not_fetchable(pg_cluster_factory, keydir):
+    # a cluster of its own: database provider ids of other tests' databases would collide
+    pg = pg_cluster_factory()
+    db = pg.create_database(uid('chgdb'), extension=True)
+    name, key, args = _db_provider_with_key(pg, keydir, db)
     res = run_module('pg_tde_provider', dict(args, file_path=os.path.join(keydir, name + '-empty.per')))
     assert res['failed'], 'pg_tde must refuse a change that loses the key in use'
     assert 'Changing of file key provider "%s"' % name in res['msg']
-    assert key in res['msg']
-    assert 'fetchable' in res['msg']
+    assert 'key "%s" used by database "%s" not found in modified key provider "%s"' % (key, db, name) in res['msg']
+    assert 'fetchable' in res['msg'] and 'new id' not in res['msg']
     assert providers(pg, 'database', db)[name]['options']['path'] == os.path.join(keydir, name + '.per')
+
+
+def test_change_of_database_provider_checks_same_id_in_other_databases(pg_cluster_factory, keydir):
+    """Real pg_tde 2.2: database provider ids restart at 1 in every database, and a change of a
+    database provider is checked against the keys of EVERY database that use that id."""
+    pg = pg_cluster_factory()
+    db_a = pg.create_database(uid('a'), extension=True)
+    db_b = pg.create_database(uid('b'), extension=True)
+    _name_a, key_a, _ = _db_provider_with_key(pg, keydir, db_a)
+    name_b = uid('pb')
+    args = prov(pg, name=name_b, scope='database', database=db_b, type='file',
+                file_path=os.path.join(keydir, name_b + '.per'))
+    assert run_module('pg_tde_provider', args)['changed']
+    assert providers(pg, 'database', db_b)[name_b]['id'] == 1
+    moved = dict(args, file_path=os.path.join(keydir, name_b + '-moved.per'))
+
+    planned = run_module('pg_tde_provider', moved, check=True)
+    assert planned['changed'] and planned['operation'] == 'change'
+    warned = ' '.join(planned.get('warnings', []))
+    assert 'key "%s" of database "%s"' % (key_a, db_a) in warned and 'new id' in warned
+
+    res = run_module('pg_tde_provider', moved)
+    assert res['failed'], 'database %s has no key: only the other database\'s key can block it' % db_b
+    assert 'key "%s" used by database "%s" not found in modified key provider "%s"' % (key_a, db_a, name_b) \
+        in res['msg']
+    assert 'provider under a new name' in res['msg']
+    assert providers(pg, 'database', db_b)[name_b]['options']['path'] == args['file_path']
+    # the way around it: a provider under a new name gets a new id
+    res = run_module('pg_tde_provider', dict(moved, name=uid('pb2')))
+    assert res['changed'] and res['provider']['id'] == 2, res.get('msg')
 
 
 def test_type_change_in_place(pg, keydir, openbao):

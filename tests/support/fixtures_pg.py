@@ -1,19 +1,21 @@
-"""pytest fixtures for PostgreSQL 15 clusters with the pg_tde TEST DOUBLE (tests/support/pg.py).
+"""pytest fixtures for PostgreSQL 17 clusters with the REAL pg_tde (tests/support/pg.py).
 
 Public fixtures:
-  pg_bin              session   PostgreSQL 15's bin directory; skips LOUDLY when PostgreSQL 15
-                                or the pg_tde double is not installed (tests/pg_tde_double/build.sh)
+  pg_bin              session   PostgreSQL 17's bin directory; skips LOUDLY (with what to install)
+                                when the real pg_tde is not installed. Every test that uses it is
+                                marked real_pg_tde (tests/conftest.py): under CI=true such a skip
+                                is a failure.
   pg_cluster_factory  function  factory: pg_cluster_factory(preload=('pg_tde',), settings=None,
                                 start=True, extension=True, name=None) -> PgCluster, started, with
                                 CREATE EXTENSION pg_tde in `postgres` when preloaded and extension
                                 is true; every cluster it made is stopped and removed at test end
-  pg                  module    one started cluster per test module, the double preloaded and
+  pg                  module    one started cluster per test module, pg_tde preloaded and
                                 CREATE EXTENSION pg_tde done in `postgres`; stopped and removed
                                 after the module. Tests sharing it must use unique provider/key
                                 names and leave it running.
 
 Clusters live under /tmp/tdeops-pg-* (0755, so `postgres` can traverse it), removed unless
-TDEOPS_KEEP_TMP is set.
+TDEOPS_KEEP_TMP is set. Their server logs are kept in tests.support.pg.SERVER_LOGS.
 """
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-"""Throw-away PostgreSQL 15 clusters for the tests, run as the `postgres` OS user on a free
-loopback port, by default with the pg_tde TEST DOUBLE preloaded (tests/pg_tde_double).
+"""Throw-away PostgreSQL 17 clusters with the REAL pg_tde (Percona's server patches, pg_tde 2.2.0,
+installed from the bundle ../shared/real-pg_tde by scripts/setup.sh), run as the `postgres` OS
+user on a free loopback port, pg_tde preloaded.
 
     cluster = PgCluster(tmp_path / 'pg')          # initdb (runuser -u postgres)
     cluster.start()                               # ClusterStartError carries PostgreSQL's FATAL
     cluster.psql("CREATE EXTENSION pg_tde")
     cluster.set_conf(**{'pg_tde.wal_encrypt': 'on'}); cluster.restart()
     run_module('pg_tde_info', cluster.login_args())
-    cluster.destroy()                             # stop + remove
+    cluster.destroy()                             # stop + remove; the server log is kept in SERVER_LOGS
 
 Authentication is trust on loopback and on the socket directory; never use on a shared host.
 """
@@ -56,24 +57,46 @@ class PsqlError(ClusterError):
         self.stderr = stderr
 
 
+# The server log of every cluster this process destroyed: [(cluster description, log text)].
+# tests/integration/test_error_texts.py runs every ERROR/FATAL line of them through the explainer.
+SERVER_LOGS: list[tuple[str, str]] = []
+
+REAL_TDE_TOOLS = ('pg_tde_archive_decrypt', 'pg_tde_restore_encrypt', 'pg_tde_change_key_provider')
+INSTALL_HINT = ('run scripts/setup.sh, which installs the real pg_tde bundle from ../shared/real-pg_tde '
+                '(or TDEOPS_REAL_PG_TDE_BUNDLE): PostgreSQL 17 with Percona\'s server patches, pg_tde 2.2.0 '
+                'and its tools, pgBackRest 2.59.1')
+
+
 def pg_available() -> str | None:
-    """None when PostgreSQL 15 and the pg_tde double are installed, else what is missing."""
+    """None when PostgreSQL 17 with the real pg_tde is installed, else what is missing."""
     if not os.path.exists(os.path.join(PG_BIN, 'postgres')):
-        return 'PostgreSQL %s is not installed (%s/postgres missing): apt-get install postgresql-%s' % (
-            PG_VERSION, PG_BIN, PG_VERSION)
+        return 'PostgreSQL %s with the real pg_tde is not installed (%s/postgres missing): %s' % (
+            PG_VERSION, PG_BIN, INSTALL_HINT)
     try:
         pwd.getpwnam(PG_OS_USER)
     except KeyError:
-        return 'OS user %s does not exist' % PG_OS_USER
+        return 'OS user %s does not exist: %s' % (PG_OS_USER, INSTALL_HINT)
     libdir = _pg_config('--pkglibdir') or '/usr/lib/postgresql/%s/lib' % PG_VERSION
     sharedir = _pg_config('--sharedir') or '/usr/share/postgresql/%s' % PG_VERSION
-    for path in (os.path.join(libdir, 'pg_tde.so'), os.path.join(sharedir, 'extension', 'pg_tde.control'),
-):
+    needed = [os.path.join(libdir, 'pg_tde.so'), os.path.join(sharedir, 'extension', 'pg_tde.control')]
+    needed += [os.path.join(PG_BIN, tool) for tool in REAL_TDE_TOOLS]
+    for path in needed:
         if not os.path.exists(path):
-            return ('the pg_tde test double is not installed (%s missing): run '
-                    'tests/pg_tde_double/build.sh (needs postgresql-server-dev-15, '
-                    'postgresql-plpython3-15, python3-pykmip, libssl-dev)' % path)
+            return 'the real pg_tde is not installed (%s missing): %s' % (path, INSTALL_HINT)
     return None
+
+
+def pgbackrest_binary() -> str | None:
+    """The pgBackRest that handles PostgreSQL 17 (2.5x from the bundle), or None."""
+    exe = shutil.which('pgbackrest')
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, 'version'], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r'pgBackRest (\d+)\.(\d+)', out)
+    return exe if m and (int(m.group(1)), int(m.group(2))) >= (2, 50) else None
 
 
 def _pg_config(arg: str) -> str | None:
@@ -190,7 +213,7 @@ def _fatal_lines(log: str) -> str:
 
 
 class PgCluster:
-    """One PostgreSQL 15 cluster under `workdir` (data/, postgresql.log, a socket directory)."""
+    """One PostgreSQL 17 cluster under `workdir` (data/, postgresql.log, a socket directory)."""
 
     def __init__(self, workdir: str | os.PathLike, port: int | None = None,
                  preload: Iterable[str] = ('pg_tde',), settings: Mapping[str, Any] | None = None,
@@ -231,6 +254,15 @@ class PgCluster:
                 raise ClusterError('copying the initdb template failed: %s' % proc.stderr)
         with open(os.path.join(self.datadir, 'postgresql.conf'), 'a') as fh:
             fh.write("\n# tdeops tests\ninclude_if_exists = '%s'\ninclude_if_exists = '%s'\n" % (CONF_BASE, CONF_SET))
+        self._write_base_conf()
+        self._write_set_conf()
+
+    def write_test_conf(self) -> None:
+        """(Re)write this cluster's tdeops_test.conf and tdeops_set.conf (port, sockets, preload,
+        settings), e.g. into a data directory that a restore brought from another cluster."""
+        os.makedirs(self.socket_dir, exist_ok=True)
+        chown_postgres(self.socket_dir)
+        os.chmod(self.socket_dir, 0o755)
         self._write_base_conf()
         self._write_set_conf()
 
@@ -334,11 +366,14 @@ class PgCluster:
         time.sleep(0.3)     # the postmaster signals its children asynchronously
 
     def destroy(self) -> None:
-        """Stop (immediate if fast fails) and remove the workdir."""
+        """Stop (immediate if fast fails), keep the server log in SERVER_LOGS, remove the workdir."""
         try:
             self.stop()
         except ClusterError:
             self.stop('immediate')
+        log = self.log_text()
+        if log:
+            SERVER_LOGS.append((repr(self), log))
         shutil.rmtree(self.workdir, ignore_errors=True)
         if self._own_socket_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -388,7 +423,7 @@ class PgCluster:
 
     @property
     def pg_tde_dir(self) -> str:
-        """$PGDATA/pg_tde: the double's key and provider state (what a restore must bring back)."""
+        """$PGDATA/pg_tde: pg_tde's key and provider state (what a restore must bring back)."""
         return os.path.join(self.datadir, 'pg_tde')
 
     def __repr__(self) -> str:

@@ -104,6 +104,40 @@ def test_provider_statement_vault_uses_namespace_overload_only_when_given():
     assert sql.count('%s') == 6 and args[-1] == 'ns1'
 
 
+@pytest.mark.parametrize('action', ['add', 'change'])
+@pytest.mark.parametrize('scope', ['global', 'database'])
+def test_vault_statement_per_pg_tde_version(action, scope):
+    """pg_tde 2.0 has only the 5-argument vault_v2 functions; 2.1+ adds a 6-argument overload with
+    the namespace. Without a namespace the statement fits both; with one it needs 2.1+."""
+    base = {'url': 'https://v', 'mountPath': 'secret', 'tokenPath': '/t', 'caPath': None}
+    sql, args = t.provider_statement(action, scope, 'vault_v2', 'v', base)
+    assert sql == 'SELECT pg_tde_%s_%s_key_provider_vault_v2(%s)' % (
+        action, scope, ', '.join(['%s::text'] * 5))
+    assert args == ['v', 'https://v', 'secret', '/t', None]
+    sql, args = t.provider_statement(action, scope, 'vault_v2', 'v', dict(base, namespace='team/a'))
+    assert sql == 'SELECT pg_tde_%s_%s_key_provider_vault_v2(%s)' % (
+        action, scope, ', '.join(['%s::text'] * 6))
+    assert args == ['v', 'https://v', 'secret', '/t', None, 'team/a']
+    # an empty namespace is no namespace (2.0 servers keep working)
+    assert t.provider_statement(action, scope, 'vault_v2', 'v', dict(base, namespace=''))[0].count('%s') == 5
+
+
+class _ProcSession:
+    def __init__(self, n):
+        self.n, self.sql = n, None
+
+    def query_one(self, sql, params=None):
+        self.sql = sql
+        return {'n': self.n}
+
+
+@pytest.mark.parametrize('n,expected', [(0, False), (1, True), (2, True)])
+def test_has_vault_namespace_overload(n, expected):
+    session = _ProcSession(n)
+    assert t.has_vault_namespace_overload(session) is expected
+    assert "proname = 'pg_tde_add_global_key_provider_vault_v2'" in session.sql and 'pronargs = 6' in session.sql
+
+
 def test_provider_statement_file_and_delete():
     sql, args = t.provider_statement('add', 'database', 'file', 'f', {'path': '/k.per'})
     assert sql == 'SELECT pg_tde_add_database_key_provider_file(%s::text, %s::text)'
@@ -164,6 +198,18 @@ def test_plan_first_set_is_not_a_rotation():
     assert [(s['target'], s['old_key']) for s in plan] == [('default', None), ('server', None)]
 
 
+def test_plan_first_default_key_becomes_the_server_key():
+    # pg_tde 2.2: setting a default key while no server key is set sets the server key too
+    current = {'server': None, 'default': None, 'databases': {'postgres': None}}
+    for targets in (['server', 'default'], ['default']):
+        plan = t.plan_key_targets(current, 'k1', 'kms', 'global', targets, [])
+        assert [(s['target'], s['followed_default']) for s in plan] == [('default', False), ('server', True)]
+    # a server key in place stays where it is
+    current['server'] = info('s1')
+    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['default'], [])
+    assert [s['target'] for s in plan] == ['default']
+
+
 def test_plan_rotation_and_default_followers():
     # app and the server follow the default key (same name and provider); own has its own key
     current = {'server': info('k1'), 'default': info('k1'),
@@ -212,6 +258,26 @@ def test_provider_users_and_default_databases():
     assert t.databases_on_default(default, dbs) == ['a']
 
 
+def test_same_id_keys_elsewhere():
+    # database provider ids restart at 1 in each database; pg_tde checks them all on a change
+    dbs = {'a': info('ka', pid=1), 'b': info('kb', pid=1), 'c': info('kc', pid=2), 'd': None,
+           'g': info('gk', pid=-1)}
+    assert t.same_id_keys_elsewhere(1, 'b', dbs) == ['key "ka" of database "a"']
+    assert t.same_id_keys_elsewhere(2, 'b', dbs) == ['key "kc" of database "c"']
+    assert t.same_id_keys_elsewhere(3, 'b', dbs) == []
+    assert t.same_id_keys_elsewhere(-1, 'b', dbs) == [], 'global ids are unique: no collision'
+    assert t.same_id_keys_elsewhere(None, 'b', dbs) == []
+
+
+def test_other_database_in_change_error():
+    text = 'key "ka" used by database "a" not found in modified key provider "pb" (SQLSTATE XX000)'
+    assert t.other_database_in_change_error(text, 'b') == ('ka', 'a')
+    assert t.other_database_in_change_error(text, 'a') is None
+    assert t.other_database_in_change_error('key "gk" used as server key not found in modified key '
+                                            'provider "g"', 'b') is None
+    assert t.other_database_in_change_error(None, 'b') is None
+
+
 def test_provider_scope_of():
     assert t.provider_scope_of(-1) == 'global' and t.provider_scope_of(3) == 'database'
     assert t.provider_scope_of(None) is None
@@ -230,6 +296,17 @@ def test_provider_scope_of():
     ('key "k" does not exist HINT: Use pg_tde_create_key_using_global_key_provider() to create it.', 'create'),
     ('key "k" not found in key provider "p"', 'unreachable'),
     ('principal key not configured for current database', 'pg_tde_key'),
+    ('principal key not configured', 'wal_encrypt'),
+    ('principal key not configured (SQLSTATE XX000) HINT: Use pg_tde_set_key_using_database_key_provider() '
+     'or pg_tde_set_key_using_global_key_provider() to configure one.', 'targets: [database]'),
+    ('pg_tde.enforce_encryption is ON, only the tde_heap access method is allowed.', 'default_table_access_method'),
+    ('Failed to open keyring file /root/nope/keyring.per: Permission denied', 'file_path'),
+    ('Invalid provider type.', 'vault-v2'),
+    ('cannot create key "k" because it already exists', 'rotation'),
+    ('default principal key is not set', 'absent'),
+    ('cannot delete default principal key (SQLSTATE 55006) HINT: There are encrypted tables in the database '
+     'with id: 16384.', 'new default key'),
+    ('cannot delete principal key DETAIL: There are encrypted tables in the database.', 'fall back'),
     ('HTTP(S) request to keyring provider "v" failed', 'vault_url'),
     ('Key provider "x" already exists.', 'already exists'),
 ])

@@ -75,7 +75,9 @@ class PgError(Exception):
 class Cluster:
     """State of one server: providers, keys on the providers, keys in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_default_sets_server: bool = True) -> None:
+        # pg_tde 2.2 (observed): the first default key becomes the server key when none is set
+        self.first_default_sets_server = first_default_sets_server
         self.global_providers = {'kms': -1}
         self.kms_keys: set[str] = {'old'}
         self.server: dict[str, Any] | None = None
@@ -139,12 +141,23 @@ class FakeSession:
         elif 'set_default' in sql:
             old = c.default
             c.default = c.info(name, provider)
+            if c.server is None and c.first_default_sets_server:
+                c.server = c.info(name, provider)
             if old is not None:
                 if c.server and (c.server['key_name'], c.server['provider_id']) == (old['key_name'], old['provider_id']):
                     c.server = dict(c.default)
                 for db, info in c.db_keys.items():
                     if info and (info['key_name'], info['provider_id']) == (old['key_name'], old['provider_id']):
                         c.db_keys[db] = dict(c.default)
+        elif 'delete_default_key' in sql:
+            old = c.default
+            same = (old['key_name'], old['provider_id'])
+            if c.server and (c.server['key_name'], c.server['provider_id']) == same:
+                c.server = None
+            for db, info in c.db_keys.items():
+                if info and (info['key_name'], info['provider_id']) == same:
+                    c.db_keys[db] = None
+            c.default = None
         elif 'set_server' in sql:
             c.server = c.info(name, provider)
         elif 'set_key_using' in sql:
@@ -171,16 +184,51 @@ def run(monkeypatch, cluster: Cluster, check: bool = False, **params) -> dict[st
     key_run = m.KeyRun(module)
     outcome = key_run.present() if base['state'] == 'present' else key_run.absent()
     return dict(outcome, created=key_run.created, rotated=key_run.rotated, set=key_run.set,
-                queries=key_run.run_order_queries())
+                deleted=key_run.deleted, queries=key_run.run_order_queries())
 
 
 def test_check_mode_changes_nothing_and_lists_statements(monkeypatch):
     c = Cluster()
     out = run(monkeypatch, c, check=True, targets=['server', 'default'])
     assert out['changed'] and c.changes == []
+    # the server key follows the first default key: no call of its own
     assert [q.split(' ')[1] for q in out['queries']] == [
-        'pg_tde_create_key_using_global_key_provider', 'pg_tde_set_default_key_using_global_key_provider',
-        'pg_tde_set_server_key_using_global_key_provider']
+        'pg_tde_create_key_using_global_key_provider', 'pg_tde_set_default_key_using_global_key_provider']
+    assert [(s['target'], s['old_key'], s['followed_default']) for s in out['set']] == [
+        ('default', None, False), ('server', None, True)]
+
+
+@pytest.mark.parametrize('targets', [['server', 'default'], ['default']])
+def test_first_default_key_also_sets_the_server_key(monkeypatch, targets):
+    """Check mode and the real run report the same: the server key is set by the default key."""
+    planned = run(monkeypatch, Cluster(), check=True, targets=targets)
+    c = Cluster()
+    out = run(monkeypatch, c, targets=targets)
+    assert c.server['key_name'] == 'k1' and c.default['key_name'] == 'k1'
+    assert [q for q in c.changes if 'set_' in q] == [m.set_key_statement('default', 'global')]
+    assert out['queries'] == planned['queries']
+    assert [(s['target'], s['followed_default']) for s in out['set']] == \
+        [(s['target'], s['followed_default']) for s in planned['set']] == [('default', False), ('server', True)]
+    assert out['rotated'] == []
+
+
+def test_server_key_set_explicitly_when_the_default_key_does_not_fill_it(monkeypatch):
+    """A pg_tde that does not copy the first default key to the server key: the module sees the
+    server key still empty after the default key and sets it itself."""
+    c = Cluster(first_default_sets_server=False)
+    out = run(monkeypatch, c, targets=['server', 'default'])
+    expected = [m.set_key_statement('default', 'global'), m.set_key_statement('server', 'global')]
+    assert [q for q in c.changes if 'set_' in q] == expected
+    assert [(s['target'], s['followed_default']) for s in out['set']] == [('default', False), ('server', False)]
+    assert c.server['key_name'] == 'k1'
+
+
+def test_existing_server_key_does_not_follow_a_first_default_key(monkeypatch):
+    c = Cluster()
+    c.server = c.info('old')
+    out = run(monkeypatch, c, targets=['default'])
+    assert c.server['key_name'] == 'old' and c.default['key_name'] == 'k1'
+    assert [s['target'] for s in out['set']] == ['default']
 
 
 def test_set_then_idempotent(monkeypatch):
@@ -227,3 +275,20 @@ def test_absent_deletes_only_the_named_key(monkeypatch):
     assert not out['changed'] and c.changes == []
     out = run(monkeypatch, c, state='absent', targets=['database'], databases=['app', 'postgres'])
     assert out['changed'] and c.changes == ['SELECT pg_tde_delete_key()']
+
+
+@pytest.mark.parametrize('check', [True, False])
+def test_deleting_the_default_key_lists_what_goes_with_it(monkeypatch, check):
+    c = Cluster()
+    c.kms_keys.add('k1')
+    c.server, c.default = c.info('k1'), c.info('k1')
+    c.db_keys['app'] = c.info('k1')
+    c.db_keys['own'] = c.info('old')
+    out = run(monkeypatch, c, check=check, targets=['default', 'database'], databases=['app'], state='absent',
+              provider=None)
+    assert [(d['target'], d['database'], d['followed_default']) for d in out['deleted']] == [
+        ('default', None, False), ('server', None, True), ('database', 'app', True)]
+    assert [q.split(' ')[0] for q in out['queries']] == ['SELECT'] and len(out['queries']) == 1, \
+        'no pg_tde_delete_key() for a database whose key went with the default key'
+    if not check:
+        assert c.server is None and c.db_keys['app'] is None and c.db_keys['own']['key_name'] == 'old'

@@ -71,3 +71,19 @@ def test_diff_view_has_no_secrets_and_names_database():
     assert view == {'name': 'v', 'scope': 'database', 'database': 'app', 'type': 'vault_v2',
                     'options': {'url': 'https://v', 'tokenPath': '/t'}}
     assert m.diff_view(None, 'global', 'postgres') == {}
+
+
+def test_namespace_needs_pg_tde_2_1():
+    asked = []
+
+    def overload(answer):
+        def ask():
+            asked.append(answer)
+            return answer
+        return ask
+
+    assert m.namespace_problem({'url': 'https://v'}, overload(False)) is None
+    assert asked == [], 'no namespace: pg_tde 2.0 is fine and the server is not asked'
+    assert m.namespace_problem({'namespace': 'ns'}, overload(True)) is None
+    problem = m.namespace_problem({'namespace': 'ns'}, overload(False))
+    assert 'pg_tde 2.1 or later' in problem and 'vault_namespace' in problem
