@@ -44,6 +44,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._online_plan import 
     choose_key,
     differences,
     fingerprint,
+    online_plan,
     refusals,
 )
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _online_sql as q
@@ -651,3 +652,89 @@ def abort_job(session, item: dict[str, Any], state: str, **options: Any) -> dict
                 'error': 'the switch is already done: run without online_abort to finish it'}
     move.cleanup()
     return {'status': 'aborted', 'changed': True, 'error': None}
+
+
+# ---------------------------------------------------------------------------------------------
+# entry points for the module
+# ---------------------------------------------------------------------------------------------
+
+def read_definition_qualified(session, oid: int) -> dict[str, Any] | None:
+    """read_definition on a session whose search_path is not empty (the module's): empty
+    for the duration, then back."""
+    row = session.query_one("SELECT current_setting('search_path') AS p")
+    session.query("SELECT set_config('search_path', '', false)")
+    try:
+        return read_definition(session, oid)
+    finally:
+        session.query("SELECT set_config('search_path', %s, false)", [row['p']])
+
+
+def plan_item(session, item: dict[str, Any], margin: float) -> dict[str, Any]:
+    """The online part of a plan entry (check mode shows it); 'refused' lists the reasons the
+    table cannot be moved online."""
+    defn = read_definition_qualified(session, int(item['oid']))
+    if defn is None:
+        return {'refused': ['it does not exist any more']}
+    plan = online_plan(defn, int(item.get('size_bytes') or 0), margin)
+    job = job_row(session, int(item['oid']))
+    plan['pending_job'] = ({'phase': job['phase'], 'copied_rows': job['copied_rows'],
+                            'target_access_method': job['target_am']} if job else None)
+    return plan
+
+
+def open_online_session(module, database: str):
+    """A connection of its own for one move: REPEATABLE READ transactions, its own name."""
+    import psycopg
+    from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import PgSession, connect
+    conn = connect(module, database)
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    session = PgSession(module, conn, database)
+    session.query("SELECT set_config('application_name', %s, false)", [APPLICATION_NAME])
+    return session
+
+
+def move_options(params: dict[str, Any], pg_error_text: Callable[[BaseException], str]) -> dict[str, Any]:
+    return dict(lock_timeout=params['lock_timeout'], retries=params['retries'], retry_delay=params['retry_delay'],
+                verify_integrity=params['verify_integrity'], batch_rows=params['online_batch_rows'],
+                keep_old=params['online_keep_old'], max_catchup_seconds=params['online_max_catchup_seconds'],
+                pg_error_text=pg_error_text)
+
+
+def run_item(module, item: dict[str, Any], state: str, params: dict[str, Any],
+             pg_error_text: Callable[[BaseException], str]) -> tuple[dict[str, Any], list[str]]:
+    """Move (or, with online_abort, clean up) one table online on a connection of its own.
+    Returns the result and the statements it ran."""
+    session = open_online_session(module, item['database'])
+    try:
+        options = move_options(params, pg_error_text)
+        if params.get('online_abort'):
+            return abort_job(session, item, state, **options), session.executed_queries
+        if item.get('action') == 'finish':
+            move = OnlineMove(session, item, state, **options)
+            move.setup_session()
+            move.job = job_row(session, move.job_id)
+            if move.job is None:
+                return {'status': 'skipped', 'changed': False, 'error': None}, session.executed_queries
+            try:
+                move.finish()
+            except Exception as exc:  # noqa: BLE001
+                move.fail(exc)
+            return move.out, session.executed_queries
+        return OnlineMove(session, item, state, **options).run(), session.executed_queries
+    finally:
+        session.close()
+
+
+def preview_statement(item: dict[str, Any], params: dict[str, Any]) -> str:
+    """What check mode lists in executed_queries for an online item (the statements themselves
+    depend on the catalog at the time of the run)."""
+    target = '%s.%s' % (q.sql.Identifier(item['schema']).as_string(None), q.sql.Identifier(item['table']).as_string(None))
+    n = q.names(int(item['oid']))
+    if item['action'] == 'finish':
+        return '-- online: finish the switched move of %s (validate foreign keys, verify, drop %s.%s)' % (
+            target, STATE_SCHEMA, n['old'])
+    if params.get('online_abort'):
+        return '-- online: remove the copy %s.%s, its change log and the triggers on %s' % (
+            STATE_SCHEMA, n['shadow'], target)
+    return ('-- online: CREATE TABLE %s.%s (LIKE %s ...) USING %s, copy in batches, catch up, switch'
+            % (STATE_SCHEMA, n['shadow'], target, item['target_access_method']))
