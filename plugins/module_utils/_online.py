@@ -176,7 +176,11 @@ class OnlineMove:
             self.recorded.add(text)
             self.s.executed_queries.append(text)
         with self.s.conn.cursor() as cur:
-            cur.execute(stmt, params)
+            try:
+                cur.execute(stmt, params)
+            except Exception as exc:
+                exc.tdeops_statement = text  # type: ignore[attr-defined]
+                raise
             return cur.rowcount
 
     def txn(self):
@@ -257,6 +261,9 @@ class OnlineMove:
             text = str(exc)
         else:
             text = self.err(exc)
+        statement = getattr(exc, 'tdeops_statement', None)
+        if statement:
+            text = '%s (while running: %s)' % (text, statement if len(statement) < 300 else statement[:300] + '...')
         phase = (self.job or {}).get('phase')
         if phase == 'swapped':
             self.out.update(status='failed', job_kept=True,

@@ -163,6 +163,7 @@ ORDER BY p.polname
 STATS_SQL = """
 SELECT s.oid::bigint AS oid, n.nspname AS schema, s.stxname AS name,
        pg_get_statisticsobjdef(s.oid) AS def, s.stxstattarget AS stattarget,
+       pg_get_userbyid(s.stxowner) AS owner,
        obj_description(s.oid, 'pg_statistic_ext') AS comment
 FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
 WHERE s.stxrelid = %(oid)s::oid

@@ -149,7 +149,7 @@ COMPARED = {
     'triggers': ('name', 'def', 'enabled', 'comment'),
     'rules': ('name', 'def', 'enabled', 'comment'),
     'policies': ('name', 'permissive', 'cmd', 'roles', 'qual', 'with_check', 'comment'),
-    'statistics': ('schema', 'name', 'def', 'stattarget', 'comment'),
+    'statistics': ('schema', 'name', 'def', 'stattarget', 'owner', 'comment'),
     'publications': ('name', 'columns', 'row_filter'),
     'sequences': ('deptype', 'schema', 'name', 'column_name', 'data_type', 'start', 'increment', 'min', 'max',
                   'cache', 'cycle', 'comment', 'acl'),

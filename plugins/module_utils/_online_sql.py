@@ -418,9 +418,9 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
             continue
         column = next(c for c in src['columns'] if c['name'] == seq['column_name'])
         kind = 'ALWAYS' if column['identity'] == 'a' else 'BY DEFAULT'
-        out.append(sql.SQL('ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} AS IDENTITY (SEQUENCE NAME {} AS {} '
+        out.append(sql.SQL('ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} AS IDENTITY (SEQUENCE NAME {} '
                            'INCREMENT BY {} MINVALUE {} MAXVALUE {} START WITH {} CACHE {} {})').format(
-            new, col, sql.SQL(kind), target, sql.SQL(seq['data_type']), sql.Literal(int(seq['increment'])),
+            new, col, sql.SQL(kind), target, sql.Literal(int(seq['increment'])),
             sql.Literal(int(seq['min'])), sql.Literal(int(seq['max'])), sql.Literal(int(seq['start'])),
             sql.Literal(int(seq['cache'])), sql.SQL('CYCLE' if seq['cycle'] else 'NO CYCLE')))
         state = seq_state.get(seq['name'])
@@ -514,6 +514,7 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
     for stx in src['statistics']:
         target = sql.Identifier(stx['schema'], stx['name'])
         out.append(sql.SQL(stx['def']))
+        out.append(sql.SQL('ALTER STATISTICS {} OWNER TO {}').format(target, sql.Identifier(stx['owner'])))
         if stx.get('stattarget') is not None and int(stx['stattarget']) >= 0:
             out.append(sql.SQL('ALTER STATISTICS {} SET STATISTICS {}').format(target, sql.Literal(int(stx['stattarget']))))
         if stx.get('comment') is not None:
