@@ -550,6 +550,7 @@ class OnlineMove:
             if reason:
                 raise JobStale('%s: the switch was not done; run again to start over' % reason)
             self.replay(track=True)
+            self.pause('switch_locked')
             seq_state = {}
             for seq in fresh['sequences']:
                 if seq['deptype'] == 'i':

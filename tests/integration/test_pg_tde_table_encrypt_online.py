@@ -11,6 +11,7 @@ import os
 import random
 import re
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -351,3 +352,237 @@ def test_online_refusals(pg):
     # the same tables move with method rewrite
     plain = run(pg, db, tables=['nokey'], method='rewrite')
     assert not plain.get('failed'), plain.get('msg')
+
+
+# ---------------------------------------------------------------------------------------------
+# interruptions: the table stays usable, the next run resumes
+# ---------------------------------------------------------------------------------------------
+
+class Engine:
+    """OnlineMove driven directly (not through ansible), so that a test can act at its pause
+    points: the named steps of _online.OnlineMove._run."""
+
+    def __init__(self, pg, db: str, table: str) -> None:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import PgSession
+
+        class _Module:
+            check_mode = False
+
+        self.pg, self.db, self.table = pg, db, table
+        conn = psycopg.connect(host=pg.host, port=pg.port, user=pg.user, dbname=db, autocommit=True,
+                               row_factory=dict_row)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self.session = PgSession(_Module(), conn, db)
+        self.pid = conn.info.backend_pid
+        schema, name = table.split('.')
+        self.item = {'oid': int(pg.psql("SELECT '%s'::regclass::oid" % table, db=db)), 'schema': schema,
+                     'table': name}
+
+    def run(self, pause=None, **options):
+        from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import pg_error_text
+        from ansible_collections.tdeops.pg_tde.plugins.module_utils._online import OnlineMove
+        opts = dict(lock_timeout='2s', retries=1, retry_delay=0.1, verify_integrity=True, batch_rows=150,
+                    keep_old=False, max_catchup_seconds=60, pg_error_text=pg_error_text, pause=pause)
+        opts.update(options)
+        try:
+            return OnlineMove(self.session, self.item, 'encrypted', **opts).run()
+        finally:
+            self.session.close()
+
+    def kill(self) -> None:
+        self.pg.psql('SELECT pg_terminate_backend(%d)' % self.pid, db=self.db)
+        time.sleep(0.2)
+
+
+SMALL = ("CREATE TABLE public.t (id int PRIMARY KEY, v text NOT NULL); CREATE INDEX t_v ON public.t (v);"
+         "INSERT INTO public.t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+
+
+def write_some(pg, db: str, model: dict[int, str], tag: str) -> None:
+    """Writes between steps (recorded in model), so every step has changes to carry."""
+    base = max(model) + 1
+    pg.psql("INSERT INTO public.t VALUES (%d, '%s-a'), (%d, '%s-b'); UPDATE public.t SET v = '%s-u' WHERE id = 7;"
+            "DELETE FROM public.t WHERE id = (SELECT min(id) FROM public.t WHERE id > 100)" % (base, tag, base + 1,
+                                                                                              tag, tag), db=db)
+    model[base] = '%s-a' % tag
+    model[base + 1] = '%s-b' % tag
+    model[7] = '%s-u' % tag
+    del model[min(k for k in model if k > 100)]
+
+
+STEPS = ['setup', 'copy', 'copy_batch', 'first_round', 'indexes', 'catchup', 'switch', 'switch_locked', 'finish']
+RESUMED_FROM = {'setup': None, 'copy': 'copy', 'copy_batch': 'copy', 'first_round': 'first_round',
+                'indexes': 'indexes', 'catchup': 'catchup', 'switch': 'catchup', 'switch_locked': 'catchup',
+                'finish': 'swapped'}
+
+
+@pytest.mark.parametrize('step', STEPS)
+def test_online_backend_killed_at_each_step_then_resumed(pg, step):
+    db = new_db(pg)
+    pg.psql(SMALL, db=db)
+    model = {k: 'v%d' % k for k in range(1, 1001)}
+    engine = Engine(pg, db, 'public.t')
+    blocked: list[threading.Thread] = []
+
+    def pause(name):
+        if name == 'switch_locked':
+            # inside the switch transaction, table locked: this write waits for the lock and lands
+            # in the old table once the killed switch has rolled back
+            blocked.append(threading.Thread(target=write_some, args=(pg, db, model, name)))
+            blocked[0].start()
+            time.sleep(0.5)
+        else:
+            write_some(pg, db, model, name)
+        if name == step:
+            engine.kill()
+
+    res = engine.run(pause=pause)
+    for thread in blocked:
+        thread.join(60)
+    assert res['status'] == 'failed' and 'connection lost' in res['error'], res
+    assert res['job_kept'] is (step != 'setup')
+    # the table is in place and usable (the old one until the switch, the new one after it)
+    write_some(pg, db, model, 'between')
+    assert am(pg, db, 'public.t') == ('tde_heap' if step == 'finish' else 'heap')
+    assert table_rows(pg, db, 'public.t') == model
+    # the next run resumes where the job stopped and finishes it
+    again = run(pg, db, tables=['t'])
+    assert not again.get('failed'), again.get('msg')
+    assert again['tables'][0]['resumed_from'] == RESUMED_FROM[step]
+    assert again['tables'][0]['status'] == 'encrypted'
+    assert am(pg, db, 'public.t') == 'tde_heap' and pg.psql("SELECT pg_tde_is_encrypted('public.t_v')", db=db) == 't'
+    assert table_rows(pg, db, 'public.t') == model
+    assert leftovers(pg, db) == '|0'
+    assert run(pg, db, tables=['t'])['changed'] is False
+
+
+def test_online_interrupted_then_aborted(pg):
+    db = new_db(pg)
+    pg.psql(SMALL, db=db)
+    engine = Engine(pg, db, 'public.t')
+    engine.run(pause=lambda name: engine.kill() if name == 'catchup' else None)
+    assert leftovers(pg, db) != '|0'
+    warned = run(pg, db, tables=[], all_tables=True, exclude=['t'])
+    assert any('an online move of public.t' in w and 'is pending' in w for w in warned.get('warnings', []))
+    res = run(pg, db, tables=['t'], online_abort=True)
+    assert not res.get('failed'), res.get('msg')
+    assert res['tables'][0]['status'] == 'aborted' and res['changed'] is True
+    assert leftovers(pg, db) == '|0' and am(pg, db, 'public.t') == 'heap'
+    assert pg.psql('SELECT count(*) FROM public.t', db=db) == '1000'
+
+
+def test_online_truncate_and_alter_meanwhile_start_over(pg):
+    db = new_db(pg)
+    pg.psql(SMALL, db=db)
+    engine = Engine(pg, db, 'public.t')
+    engine.run(pause=lambda name: engine.kill() if name == 'catchup' else None)
+    pg.psql("TRUNCATE public.t; INSERT INTO public.t VALUES (1, 'after truncate')", db=db)
+    res = run(pg, db, tables=['t'])
+    assert not res.get('failed'), res.get('msg')
+    assert res['tables'][0]['restarted'] == 'the table was truncated while the copy was built'
+    assert table_rows(pg, db, 'public.t') == {1: 'after truncate'}
+    engine = Engine(pg, db, 'public.t')
+    pg.psql('ALTER TABLE public.t SET ACCESS METHOD heap', db=db)
+    engine = Engine(pg, db, 'public.t')
+    engine.run(pause=lambda name: engine.kill() if name == 'indexes' else None)
+    pg.psql("ALTER TABLE public.t ADD COLUMN extra int DEFAULT 5", db=db)
+    res = run(pg, db, tables=['t'])
+    assert not res.get('failed'), res.get('msg')
+    assert res['tables'][0]['restarted'].startswith('the table was altered')
+    assert pg.psql('SELECT extra FROM public.t', db=db) == '5' and leftovers(pg, db) == '|0'
+
+
+def test_online_kms_down_mid_copy(pg_cluster_factory, make_kmip_server):
+    """The KMS goes away and the server restarts in the middle of the copy: the run stops, the table
+    (still heap) stays usable, a run while the KMS is down is refused before it changes anything,
+    and the run after the KMS is back resumes the copy."""
+    kms = make_kmip_server()
+    client = kms.client_cert('postgres-test')
+    pg = pg_cluster_factory()
+    db = 'kmsdb'
+    pg.create_database(db, extension=True)
+    pg.psql("SELECT pg_tde_add_database_key_provider_kmip('kms', '%s', %d, '%s', '%s', '%s');"
+            "SELECT pg_tde_create_key_using_database_key_provider('online_kms_key', 'kms');"
+            "SELECT pg_tde_set_key_using_database_key_provider('online_kms_key', 'kms')"
+            % (kms.host, kms.port, client.cert, client.key, kms.ca), db=db)
+    pg.psql(SMALL, db=db)
+    model = {k: 'v%d' % k for k in range(1, 1001)}
+    engine = Engine(pg, db, 'public.t')
+    seen: list[str] = []
+
+    def pause(name):
+        seen.append(name)
+        if name == 'copy_batch' and seen.count('copy_batch') == 2:
+            kms.stop()
+            pg.restart()
+
+    res = engine.run(pause=pause)
+    assert res['status'] == 'failed' and res['job_kept'] is True, res
+    write_some(pg, db, model, 'kms-down')
+    assert table_rows(pg, db, 'public.t') == model and am(pg, db, 'public.t') == 'heap'
+    refused = run(pg, db, tables=['t'])
+    assert refused['failed'] is True and refused['changed'] is False
+    assert 'cannot be fetched' in refused['msg'] and 'Nothing was changed' in refused['msg']
+    kms.start()
+    res = run(pg, db, tables=['t'])
+    assert not res.get('failed'), res.get('msg')
+    assert res['tables'][0]['resumed_from'] == 'copy' and res['tables'][0]['checksum_match'] is True
+    assert table_rows(pg, db, 'public.t') == model and am(pg, db, 'public.t') == 'tde_heap'
+
+
+@pytest.fixture
+def small_fs():
+    """A 6 MB tmpfs (a tablespace that fills up); skips loudly where mounting is not allowed."""
+    path = tempfile.mkdtemp(prefix='tdeops-online-fs-', dir='/tmp')
+    os.chmod(path, 0o755)
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=6M,mode=0700', 'tdeops-online', path],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        os.rmdir(path)
+        pytest.skip('SKIPPED LOUDLY: cannot mount a tmpfs for the disk-full test (%s)' % proc.stderr.strip())
+    subprocess.run(['chown', 'postgres:postgres', path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(['umount', '-l', path], capture_output=True)
+        os.rmdir(path)
+
+
+def test_online_disk_full_mid_copy(pg, small_fs):
+    db = new_db(pg)
+    pg.psql("CREATE TABLESPACE onl_small LOCATION '%s'" % small_fs)
+    try:
+        pg.psql("CREATE TABLE public.t (id int PRIMARY KEY, v text NOT NULL) TABLESPACE onl_small;"
+                "INSERT INTO public.t SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, 12000) g", db=db)
+        size = int(pg.psql("SELECT pg_total_relation_size('public.t')", db=db))
+        # refused up front when the free space check says no
+        refused = run(pg, db, tables=['t'], free_space_margin=1000)
+        assert refused['failed'] is True and 'Not enough free space' in refused['msg']
+        assert leftovers(pg, db) == '|0'
+        # the check passes, then the file system fills up in the middle of the copy
+        filler = os.path.join(small_fs, 'filler')
+        engine = Engine(pg, db, 'public.t')
+        seen: list[str] = []
+
+        def pause(name):
+            seen.append(name)
+            if name == 'copy_batch' and seen.count('copy_batch') == 2:
+                free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+                with open(filler, 'wb') as fh:
+                    fh.write(b'\0' * max(0, free - 64 * 1024))
+
+        res = engine.run(pause=pause, batch_rows=1000)
+        assert res['status'] == 'failed' and res['job_kept'] is False, res
+        assert 'No space left on device' in res['error'] and 'were removed' in res['error']
+        assert leftovers(pg, db) == '|0'
+        assert pg.psql('SELECT count(*) FROM public.t', db=db) == '12000' and am(pg, db, 'public.t') == 'heap'
+        os.unlink(filler)
+        res = run(pg, db, tables=['t'])
+        assert not res.get('failed'), res.get('msg')
+        assert res['tables'][0]['rows'] == 12000 and size > 0
+    finally:
+        pg.psql('DROP TABLE IF EXISTS public.t', db=db)
+        pg.psql('DROP TABLESPACE IF EXISTS onl_small')
