@@ -723,6 +723,7 @@ def run_item(module, item: dict[str, Any], state: str, params: dict[str, Any],
             move.job = job_row(session, move.job_id)
             if move.job is None:
                 return {'status': 'skipped', 'changed': False, 'error': None}, session.executed_queries
+            move.out['resumed_from'] = move.job['phase']
             try:
                 move.finish()
             except Exception as exc:  # noqa: BLE001

@@ -442,7 +442,11 @@ def test_online_backend_killed_at_each_step_then_resumed(pg, step):
     res = engine.run(pause=pause)
     for thread in blocked:
         thread.join(60)
-    assert res['status'] == 'failed' and 'connection lost' in res['error'], res
+    assert res['status'] == 'failed', res
+    if step == 'finish':
+        assert 'the switch is done' in res['error'] and 'Run again to finish' in res['error']
+    else:
+        assert 'connection lost' in res['error'] and 'The table is untouched' in res['error']
     assert res['job_kept'] is (step != 'setup')
     # the table is in place and usable (the old one until the switch, the new one after it)
     write_some(pg, db, model, 'between')
@@ -515,7 +519,7 @@ def test_online_kms_down_mid_copy(pg_cluster_factory, make_kmip_server):
 
     def pause(name):
         seen.append(name)
-        if name == 'copy_batch' and seen.count('copy_batch') == 2:
+        if name == 'copy_batch' and seen.count('copy_batch') == 2:      # in the middle of the copy
             kms.stop()
             pg.restart()
 
@@ -525,7 +529,8 @@ def test_online_kms_down_mid_copy(pg_cluster_factory, make_kmip_server):
     assert table_rows(pg, db, 'public.t') == model and am(pg, db, 'public.t') == 'heap'
     refused = run(pg, db, tables=['t'])
     assert refused['failed'] is True and refused['changed'] is False
-    assert 'cannot be fetched' in refused['msg'] and 'Nothing was changed' in refused['msg']
+    assert 'Nothing was changed' in refused['msg']
+    assert 'not found in key provider' in refused['msg'] or 'cannot be fetched' in refused['msg']
     kms.start()
     res = run(pg, db, tables=['t'])
     assert not res.get('failed'), res.get('msg')
@@ -565,14 +570,14 @@ def test_online_disk_full_mid_copy(pg, small_fs):
         # the check passes, then the file system fills up in the middle of the copy
         filler = os.path.join(small_fs, 'filler')
         engine = Engine(pg, db, 'public.t')
-        seen: list[str] = []
 
         def pause(name):
-            seen.append(name)
-            if name == 'copy_batch' and seen.count('copy_batch') == 2:
+            # after the setup, before the first batch (PostgreSQL extends a file ahead of the rows
+            # it bulk-inserts, so filling up later may not be felt by such a small copy)
+            if name == 'copy':
                 free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
                 with open(filler, 'wb') as fh:
-                    fh.write(b'\0' * max(0, free - 64 * 1024))
+                    fh.write(b"\0" * max(0, free - 64 * 1024))
 
         res = engine.run(pause=pause, batch_rows=1000)
         assert res['status'] == 'failed' and res['job_kept'] is False, res
