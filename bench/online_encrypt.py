@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +69,23 @@ def log(text: str) -> None:
 
 def load_average() -> str:
     return ' / '.join('%.2f' % v for v in os.getloadavg())
+
+
+class Load(threading.Thread):
+    """pgbench in runs of 5 s one after the other until stopped: each run ends normally and
+    writes its whole per-second log (a pgbench killed in the middle loses its buffered log)."""
+
+    def __init__(self, cmd: list[str], prefix: str, cwd: str) -> None:
+        super().__init__(daemon=True)
+        self.cmd, self.prefix, self.cwd = cmd, prefix, cwd
+        self.stop = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.runs += 1
+            subprocess.run(self.cmd + ['--log-prefix', '%s-%d' % (self.prefix, self.runs)], cwd=self.cwd,
+                           capture_output=True)
 
 
 class Bench:
@@ -168,22 +184,18 @@ class Bench:
             best = max(best, t - start + 0.01)
         return round(best, 3)
 
-    def start_load(self, tag: str) -> tuple[subprocess.Popen, str]:
+    def start_load(self, tag: str) -> tuple['Load', str]:
         prefix = os.path.join(self.base, 'pgbench-%s' % tag)
-        proc = subprocess.Popen([os.path.join(PG_BIN, 'pgbench'), '-n', '-c', str(CLIENTS), '-j', '2',
-                                 '-R', str(RATE), '-T', '7200', '-f', self.script, '-l', '--aggregate-interval=1',
-                                 '--log-prefix', prefix] + self.conn_args() + ['bench'],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.base)
-        return proc, prefix
+        load = Load([os.path.join(PG_BIN, 'pgbench'), '-n', '-c', str(CLIENTS), '-j', '2', '-R', str(RATE),
+                     '-T', '5', '-f', self.script, '-l', '--aggregate-interval=1'] + self.conn_args() + ['bench'],
+                    prefix, self.base)
+        load.start()
+        return load, prefix
 
     @staticmethod
-    def stop_load(proc: subprocess.Popen) -> None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def stop_load(load: 'Load') -> None:
+        load.stop.set()
+        load.join()
 
     @staticmethod
     def load_in_window(prefix: str, start: float, end: float) -> dict:

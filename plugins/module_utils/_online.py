@@ -314,7 +314,7 @@ class OnlineMove:
     # -- 0. an earlier job? ---------------------------------------------------------------------
     def prepare(self) -> None:
         self.x(q.create_state_schema())
-        self.x(q.create_jobs_table())
+        self.x(q.create_jobs_table(self.target_am))
         self.job = job_row(self.s, self.job_id)
         self.defn = read_definition(self.s, self.job_id)
         if self.defn is None:

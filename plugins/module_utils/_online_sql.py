@@ -95,7 +95,8 @@ def create_state_schema():
     return sql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(sql.Identifier(STATE_SCHEMA))
 
 
-def create_jobs_table():
+def create_jobs_table(am: str):
+    """One row per job; tde_heap when encrypting (it holds the key of the last row copied)."""
     return sql.SQL(
         'CREATE TABLE IF NOT EXISTS {} ('
         'job_id bigint PRIMARY KEY, source_oid oid NOT NULL, schema_name text NOT NULL, table_name text NOT NULL, '
@@ -103,8 +104,8 @@ def create_jobs_table():
         'key_columns text[] NOT NULL, last_key text[], copied_rows bigint NOT NULL DEFAULT 0, '
         'shd_rows bigint, shd_sum numeric, shd_xor bigint, truncated boolean NOT NULL DEFAULT false, '
         'new_oid oid, validate text[], started_at timestamptz NOT NULL DEFAULT now(), '
-        'updated_at timestamptz NOT NULL DEFAULT now(), swapped_at timestamptz)'
-    ).format(st(JOBS_TABLE))
+        'updated_at timestamptz NOT NULL DEFAULT now(), swapped_at timestamptz) USING {}'
+    ).format(st(JOBS_TABLE), sql.Identifier(am))
 
 
 def create_log(job_id: int, keycols: list[dict[str, Any]], am: str):

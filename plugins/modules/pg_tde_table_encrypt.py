@@ -512,6 +512,9 @@ class Runner:
                                    all_tables=self.p['all_tables'], exclude=self.p['exclude'],
                                    include_matviews=self.p['include_matviews'])
             errors.extend('database "%s": %s' % (db, e) for e in sel['errors'])
+            for rel in [r for r in sel['selected'] if r['schema'] == online.STATE_SCHEMA]:
+                # the online method's own state (jobs, copies, change logs) is never a table to move
+                sel['selected'].remove(rel)
             sizes = fetch_sizes(session, [r['oid'] for r in sel['selected'] if r['relkind'] in ('r', 'm')])
             spaces = tablespace_directories(session)
             for rel, entry in sel['excluded']:

@@ -591,3 +591,40 @@ def test_online_disk_full_mid_copy(pg, small_fs):
     finally:
         pg.psql('DROP TABLE IF EXISTS public.t', db=db)
         pg.psql('DROP TABLESPACE IF EXISTS onl_small')
+
+
+def test_encrypt_tables_playbook_online(pg, tmp_path):
+    """playbooks/encrypt_tables.yml with tde_tables_method: online: the plan (not counted as a
+    change), then the online move; a second run changes nothing."""
+    import json
+    import sys
+
+    from tests.support.ansible_runner import ROOT, ansible_env
+    db = new_db(pg)
+    pg.psql(SMALL, db=db)
+    inventory = tmp_path / 'inventory.ini'
+    inventory.write_text('localhost ansible_connection=local ansible_become=false '
+                         'ansible_python_interpreter=%s\n' % sys.executable)
+    extra = {'tde_tables_hosts': 'all', 'tde_tables_databases': [db], 'tde_tables_method': 'online',
+             'tde_tables_login_unix_socket': pg.socket_dir, 'tde_tables_login_port': pg.port,
+             'tde_tables_online_batch_rows': 400}
+
+    def play() -> dict:
+        proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', str(inventory),
+                               os.path.join(ROOT, 'playbooks', 'encrypt_tables.yml'), '-e', json.dumps(extra)],
+                              capture_output=True, text=True, env=ansible_env(), timeout=300)
+        doc = json.loads(proc.stdout[proc.stdout.index('{'):])
+        tasks = {t['task']['name']: t['hosts']['localhost'] for p in doc['plays'] for t in p['tasks']}
+        return {'rc': proc.returncode, 'tasks': tasks, 'stats': doc['stats']['localhost']}
+
+    first = play()
+    assert first['rc'] == 0, first
+    plan = first['tasks']['Plan the change (check mode, nothing is changed)']
+    assert plan['changed'] is False and plan['plan'][0]['method'] == 'online'
+    assert plan['plan'][0]['online']['lock_windows'][1]['mode'] == 'ACCESS EXCLUSIVE'
+    result = first['tasks']['Rewrite the tables']
+    assert result['changed'] is True and result['tables'][0]['method'] == 'online'
+    assert first['stats']['changed'] == 1
+    assert am(pg, db, 'public.t') == 'tde_heap'
+    second = play()
+    assert second['rc'] == 0 and second['stats']['changed'] == 0, second['stats']
