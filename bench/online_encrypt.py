@@ -156,10 +156,7 @@ class Bench:
             'switch_lock_seconds', 'verified', 'checksum_match', 'rows', 'seconds')}}
 
     # -- measuring --------------------------------------------------------------------------------
-    def sample_locks(self, stop: threading.Event, oid: int, found: list[tuple[float, str]]) -> None:
-        import psycopg
-        conn = psycopg.connect(host=self.cluster.host, port=self.cluster.port, user='postgres', dbname='bench',
-                               autocommit=True)
+    def sample_locks(self, conn, stop: threading.Event, oid: int, found: list[tuple[float, str]]) -> None:
         try:
             while not stop.is_set():
                 rows = conn.execute("SELECT mode FROM pg_locks WHERE locktype = 'relation' AND granted AND "
@@ -234,7 +231,10 @@ class Bench:
             time.sleep(5)                        # the load is steady before the migration starts
         found: list[tuple[float, str]] = []
         stop = threading.Event()
-        sampler = threading.Thread(target=self.sample_locks, args=(stop, oid, found), daemon=True)
+        import psycopg
+        conn = psycopg.connect(host=self.cluster.host, port=self.cluster.port, user='postgres', dbname='bench',
+                               autocommit=True)     # connected before the clock starts
+        sampler = threading.Thread(target=self.sample_locks, args=(conn, stop, oid, found), daemon=True)
         sampler.start()
         start = time.time()
         res = fn()

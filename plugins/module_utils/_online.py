@@ -489,8 +489,9 @@ class OnlineMove:
             if self.relation_oid(STATE_SCHEMA, q.temp_index_name(self.job_id, idx['oid'])):
                 continue
             self.x(q.index_statement(self.job_id, self.defn, idx))
+        shadow_oid = self.relation_oid(STATE_SCHEMA, self.n['shadow'])
         have = {r['conname'] for r in self.s.query('SELECT conname FROM pg_constraint WHERE conrelid = %s::oid',
-                                                    [self.relation_oid(STATE_SCHEMA, self.n['shadow'])])}
+                                                   [shadow_oid])}
         for chk in self.defn['checks']:
             if chk['name'] not in have:
                 self.x(q.check_statement(self.job_id, chk))

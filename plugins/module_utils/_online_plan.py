@@ -173,8 +173,8 @@ def differences(before: dict[str, Any], after: dict[str, Any], target_am: str) -
             a = _pick(before[part], keys)
             b = _pick(after[part], keys)
         if a != b:
-            out.append('%s differ: before %s, after %s' % (part, json.dumps(a, default=str),
-                                                             json.dumps(b, default=str)))
+            out.append('%s differ: before %s, after %s'
+                       % (part, json.dumps(a, default=str), json.dumps(b, default=str)))
     if before['acl'] != after['acl']:
         out.append('privileges differ: before %s, after %s' % (before['acl'], after['acl']))
     for part, keys in (('fks_out', ('name', 'def', 'comment')),

@@ -81,7 +81,7 @@ def _options(options: list[str] | None, prefix: str = ''):
     """WITH (...) items from reloptions text ('fillfactor=70'), quoted."""
     items = []
     for opt in options or []:
-        name, _, value = opt.partition('=')
+        name, _sep, value = opt.partition('=')
         ident = sql.SQL(prefix + '{}').format(sql.Identifier(name)) if prefix else sql.Identifier(name)
         items.append(sql.SQL('{} = {}').format(ident, sql.Literal(value)))
     return sql.SQL(', ').join(items)
@@ -141,8 +141,8 @@ def create_truncated_function(job_id: int):
     body = ('BEGIN UPDATE %s SET truncated = true WHERE job_id = %d; RETURN NULL; END'
             % (st(JOBS_TABLE).as_string(None), int(job_id)))
     return sql.SQL('CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
-                   'SET search_path = pg_catalog, pg_temp AS {}').format(st(names(job_id)['truncated']),
-                                                                          sql.Literal(body))
+                   'SET search_path = pg_catalog, pg_temp AS {}').format(
+        st(names(job_id)['truncated']), sql.Literal(body))
 
 
 def create_triggers(job_id: int, defn: dict[str, Any]) -> list[Any]:
@@ -342,8 +342,8 @@ def grant_statements(target, acl: list[str], owner: str, what: str = 'TABLE', co
     if current_acl is not None:
         revoke |= {owner, 'PUBLIC'}
     for grantee in sorted(revoke):
-        out.append(sql.SQL('REVOKE ALL{} ON {} {} FROM {} CASCADE').format(col, sql.SQL(what), target,
-                                                                          _grantee(grantee)))
+        out.append(sql.SQL('REVOKE ALL{} ON {} {} FROM {} CASCADE').format(
+            col, sql.SQL(what), target, _grantee(grantee)))
     for grantor, grantee, privilege, grantable in _grant_items(acl, owner):
         stmt = sql.SQL('GRANT {}{} ON {} {} TO {}{}').format(
             sql.SQL(privilege), col, sql.SQL(what), target, _grantee(grantee),

@@ -539,7 +539,7 @@ class Runner:
                     if item['online']['refused'] and not self.p['online_abort']:
                         errors.append('database "%s": %s cannot be moved online: %s (use method: rewrite for it, '
                                       'or exclude it)' % (db, display_name(rel['schema'], rel['name']),
-                                                         '; '.join(item['online']['refused'])))
+                                                          '; '.join(item['online']['refused'])))
                 items.append(item)
             if self.p['method'] == 'online':
                 items.extend(self.online_leftovers(db, session, items, sel))
