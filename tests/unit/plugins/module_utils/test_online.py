@@ -293,3 +293,23 @@ def test_preview_statement():
     assert online.preview_statement(item, {}).startswith(
         '-- online: CREATE TABLE tdeops_online.shadow_12 (LIKE "public"."t" ...) USING tde_heap')
     assert 'remove the copy' in online.preview_statement(item, {'online_abort': True})
+
+
+# -- the module's options for the online method -----------------------------------------------------------
+
+def module_params(**kw):
+    from ansible_collections.tdeops.pg_tde.plugins.modules import pg_tde_table_encrypt as m
+    p = {k: v.get('default') for k, v in m.argument_spec().items()}
+    p.update(tables=['t'])
+    p.update(kw)
+    return m, p
+
+
+def test_online_options_defaults_and_errors():
+    m, p = module_params()
+    assert p['method'] == 'rewrite' and p['online_batch_rows'] == 50000 and p['online_keep_old'] is False
+    assert m.option_errors(p) == []
+    m, p = module_params(method='online', online_batch_rows=0)
+    assert m.option_errors(p) == ['online_batch_rows must be 1 or more, not 0']
+    m, p = module_params(online_abort=True)
+    assert m.option_errors(p) == ['online_abort needs method: online']
