@@ -380,6 +380,8 @@ class OnlineMove:
             for stmt in q.create_shadow(self.job_id, defn, self.target_am):
                 self.x(stmt)
             self.x(q.index_statement(self.job_id, defn, key))
+            if defn['table']['is_partition'] and defn['table'].get('partition_constraint'):
+                self.x(q.partition_check(self.job_id, defn))
             for chk in defn['checks']:
                 if chk['validated']:
                     self.x(q.check_statement(self.job_id, chk))
@@ -521,6 +523,13 @@ class OnlineMove:
                                          self.out['last_round_keys']))
 
     # -- 5. switch --------------------------------------------------------------------------------------
+    def parent_lock(self, defn: dict[str, Any]) -> list[Any]:
+        """A partition's partitioned table is locked first (queries lock the parent before its partitions)."""
+        t = defn['table']
+        if not t.get('is_partition'):
+            return []
+        return [q.lock(q.sql.Identifier(t['parent_schema'], t['parent_name']), 'ACCESS EXCLUSIVE')]
+
     def switch_locks(self, defn: dict[str, Any]) -> list[Any]:
         stmts = []
         for v in defn['views']:
@@ -534,6 +543,8 @@ class OnlineMove:
         with self.txn():
             self.x(q.set_lock_timeout(self.lock_timeout))
             t0 = time.monotonic()
+            for stmt in self.parent_lock(self.defn):
+                self.x(stmt)
             self.x(q.lock(q.source(self.defn), 'ACCESS EXCLUSIVE'))
             self.x(q.lock(q.st(self.n['shadow']), 'ACCESS EXCLUSIVE'))
             for stmt in self.switch_locks(self.defn):

@@ -27,6 +27,12 @@ SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::
        (SELECT t.reloptions FROM pg_class t WHERE t.oid = c.reltoastrelid) AS toast_reloptions,
        (SELECT s.spcname FROM pg_tablespace s WHERE s.oid = c.reltablespace) AS tablespace,
        c.relispartition AS is_partition, c.reloftype <> 0 AS is_typed,
+       pg_get_expr(c.relpartbound, c.oid) AS partition_bound,
+       CASE WHEN c.relispartition THEN pg_get_partition_constraintdef(c.oid) END AS partition_constraint,
+       par.nspname AS parent_schema, par.relname AS parent_name,
+       EXISTS (SELECT 1 FROM pg_partitioned_table pt WHERE pt.partrelid = par.oid AND pt.partdefid <> 0
+               AND pt.partdefid <> c.oid) AS parent_has_default,
+       EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = par.oid AND f.contype = 'f') AS parent_referenced,
        c.relhassubclass AS has_children,
        EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid) AS has_parent,
        c.relrowsecurity AS rls, c.relforcerowsecurity AS rls_force, c.relreplident::text AS replident,
@@ -37,6 +43,9 @@ SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS i_am_superuser,
        pg_has_role(c.relowner, 'USAGE') AS i_own
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
+LEFT JOIN LATERAL (SELECT p.oid, p.relname, pn.nspname FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent
+                   JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                   WHERE i.inhrelid = c.oid AND c.relispartition) par ON true
 WHERE c.oid = %(oid)s::oid
 """
 
@@ -104,7 +113,8 @@ ORDER BY ic.relname
 
 CHECKS_SQL = """
 SELECT con.conname AS name, pg_get_constraintdef(con.oid) AS def, con.convalidated AS validated,
-       con.connoinherit AS noinherit, obj_description(con.oid, 'pg_constraint') AS comment
+       con.connoinherit AS noinherit, con.conislocal AS islocal,
+       obj_description(con.oid, 'pg_constraint') AS comment
 FROM pg_constraint con
 WHERE con.conrelid = %(oid)s::oid AND con.contype = 'c'
 ORDER BY con.conname

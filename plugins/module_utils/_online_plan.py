@@ -46,12 +46,13 @@ def refusals(defn: dict[str, Any]) -> list[str]:
     out: list[str] = []
     if t['relkind'] != 'r':
         out.append('it is a %s, not a table (only tables are copied online)' % KIND_WORDS.get(t['relkind'], t['relkind']))
-    if t['is_partition']:
-        out.append('it is a partition: the switch would need DETACH and ATTACH PARTITION, which lock the whole '
-                   'partitioned table in ACCESS EXCLUSIVE mode and can scan the default partition and the tables '
-                   'referencing it under that lock; use method rewrite for partitions (each partition is locked '
-                   'only for its own rewrite)')
-    if t['has_parent'] or t['has_children']:
+    if t['is_partition'] and t.get('parent_has_default'):
+        out.append('it is a partition of %s.%s, which has a DEFAULT partition: attaching the copy would scan the '
+                   'default partition under the lock of the partitioned table' % (t['parent_schema'], t['parent_name']))
+    if t['is_partition'] and t.get('parent_referenced'):
+        out.append('it is a partition of %s.%s, which foreign keys reference: detaching the partition at the switch '
+                   'checks every referencing row under the lock' % (t['parent_schema'], t['parent_name']))
+    if (t['has_parent'] and not t['is_partition']) or t['has_children']:
         out.append('it takes part in table inheritance (INHERITS): the copy would not be linked to the parent '
                    'or children')
     if t['is_typed']:
@@ -84,7 +85,8 @@ def refusals(defn: dict[str, Any]) -> list[str]:
                        % (fk['name'], where, where))
     for fk in defn['fks_out']:
         if fk['inherited']:
-            out.append('foreign key %s is inherited from a partitioned table' % fk['name'])
+            out.append('foreign key %s is inherited from the partitioned table: attaching the copy would add and '
+                       'check it under the lock' % fk['name'])
     for seq in defn['sequences']:
         if seq['deptype'] == 'i' and int(seq.get('other_users') or 0) > 0:
             out.append('identity sequence %s.%s is used by other objects: the identity is recreated on the new '
@@ -108,7 +110,7 @@ def refusals(defn: dict[str, Any]) -> list[str]:
 # what the copy was built from, and the comparison of the new table with the old one
 # ---------------------------------------------------------------------------------------------
 
-_SHAPE_TABLE = ('persistence', 'reloptions', 'toast_reloptions', 'tablespace')
+_SHAPE_TABLE = ('persistence', 'reloptions', 'toast_reloptions', 'tablespace', 'partition_bound')
 _SHAPE_COLUMN = ('name', 'type', 'notnull', 'generated', 'identity', 'default_expr', 'collation', 'storage',
                  'compression', 'stattarget', 'options')
 _SHAPE_INDEX = ('name', 'def', 'constraint_name', 'constraint_def', 'tablespace')
@@ -140,13 +142,14 @@ def _pick(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[list[Any]]:
 
 COMPARED = {
     'table': ('schema', 'name', 'owner', 'persistence', 'reloptions', 'toast_reloptions', 'tablespace', 'rls',
-              'rls_force', 'replident', 'comment'),
+              'rls_force', 'replident', 'comment', 'is_partition', 'partition_bound', 'parent_schema',
+              'parent_name'),
     'columns': ('name', 'type', 'notnull', 'generated', 'identity', 'default_expr', 'collation', 'stattarget',
                 'options', 'storage', 'compression', 'comment', 'acl'),
     'indexes': ('name', 'def', 'is_primary', 'is_unique', 'clustered', 'replident', 'tablespace', 'comment',
                 'constraint_name', 'constraint_type', 'constraint_def', 'constraint_comment'),
-    'checks': ('name', 'def', 'validated', 'noinherit', 'comment'),
-    'triggers': ('name', 'def', 'enabled', 'comment'),
+    'checks': ('name', 'def', 'validated', 'noinherit', 'islocal', 'comment'),
+    'triggers': ('name', 'def', 'enabled', 'inherited', 'comment'),
     'rules': ('name', 'def', 'enabled', 'comment'),
     'policies': ('name', 'permissive', 'cmd', 'roles', 'qual', 'with_check', 'comment'),
     'statistics': ('schema', 'name', 'def', 'stattarget', 'owner', 'comment'),
@@ -195,6 +198,9 @@ def lock_windows(defn: dict[str, Any]) -> list[dict[str, Any]]:
     t = defn['table']
     name = '%s.%s' % (t['schema'], t['name'])
     switch_others = []
+    if t.get('is_partition'):
+        switch_others.append('%s.%s (partitioned table: DETACH and ATTACH PARTITION, ACCESS EXCLUSIVE)'
+                             % (t['parent_schema'], t['parent_name']))
     for v in defn['views']:
         switch_others.append('%s.%s (view, ACCESS EXCLUSIVE)' % (v['schema'], v['name']))
     for fk in defn['fks_in']:

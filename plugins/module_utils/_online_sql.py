@@ -206,6 +206,18 @@ def index_statement(job_id: int, defn: dict[str, Any], idx: dict[str, Any]):
     return stmt
 
 
+def partition_check_name(job_id: int) -> str:
+    return state_name('tdeops_partition', job_id)
+
+
+def partition_check(job_id: int, defn: dict[str, Any]):
+    """A partition's copy carries its partition constraint as a CHECK from the start (rows are
+    checked as they are copied), so that ATTACH PARTITION finds it proven and scans nothing."""
+    return sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})').format(
+        st(names(job_id)['shadow']), sql.Identifier(partition_check_name(job_id)),
+        sql.SQL(defn['table']['partition_constraint']))
+
+
 def check_statement(job_id: int, check: dict[str, Any]):
     return sql.SQL('ALTER TABLE {} ADD CONSTRAINT {} {}').format(
         st(names(job_id)['shadow']), sql.Identifier(check['name']), sql.SQL(check['def']))
@@ -374,7 +386,10 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
     new = sql.Identifier(schema, name)
     out: list[Any] = []
     validate: list[tuple[str, str, str]] = []
+    parent = sql.Identifier(t['parent_schema'], t['parent_name']) if t.get('is_partition') else None
     # 1. what points at the old table by OID lets go of it
+    if parent is not None:
+        out.append(sql.SQL('ALTER TABLE {} DETACH PARTITION {}').format(parent, source(src)))
     for fk in src['fks_in']:
         out.append(sql.SQL('ALTER TABLE {} DROP CONSTRAINT {}').format(
             sql.Identifier(fk['table_schema'], fk['table_name']), sql.Identifier(fk['name'])))
@@ -409,6 +424,13 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
             out.append(sql.SQL('ALTER INDEX {} RENAME TO {}').format(sql.Identifier(schema, tmp),
                                                                      sql.Identifier(idx['name'])))
     out.append(sql.SQL('ALTER TABLE {} OWNER TO {}').format(new, sql.Identifier(t['owner'])))
+    if parent is not None:
+        # indexes, CHECK constraints and triggers of the partitioned table attach to (or are cloned
+        # onto) the copy; its partition constraint is proven by the CHECK it was built with
+        out.append(sql.SQL('ALTER TABLE {} ATTACH PARTITION {} {}').format(parent, new, sql.SQL(t['partition_bound'])))
+        if t.get('partition_constraint'):
+            out.append(sql.SQL('ALTER TABLE {} DROP CONSTRAINT {}').format(
+                new, sql.Identifier(partition_check_name(job_id))))
     # 4. sequences: owned ones change hands, identity is recreated with the same name and state
     for seq in src['sequences']:
         col = sql.Identifier(seq['column_name'])
@@ -465,6 +487,8 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
                                chk['comment']))
     # 6. triggers and rules (only now: on the copy they would have fired for the copying itself)
     for trg in src['triggers']:
+        if trg.get('inherited'):
+            continue       # cloned from the partitioned table by ATTACH PARTITION
         out.append(sql.SQL(trg['def']))
         clause = _enable_clause(trg['enabled'], 'TRIGGER', trg['name'])
         if clause is not None:

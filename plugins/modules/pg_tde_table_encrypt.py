@@ -38,8 +38,8 @@ description:
     the target access method next to the table, kept in step through row triggers and a change
     log, then a switch under a short C(ACCESS EXCLUSIVE) lock - for large, busy tables that
     cannot be locked for a whole rewrite. It refuses, up front and with the reason, tables it
-    cannot move without losing something (no primary key or unique key, partitions, dependent
-    materialized views, ...). See docs/encrypt-tables.md.
+    cannot move without losing something (no primary key or unique key, dependent materialized
+    views, partitions of a table with a DEFAULT partition, ...). See docs/encrypt-tables.md.
 author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
@@ -165,8 +165,9 @@ options:
         both ways, defaults, identity and serial sequences, triggers, rules, privileges, row level
         security, views, publications, comments, owner, statistics targets and extended statistics
         are carried over; tables the method cannot move without a loss are refused with the reason.
-        Needs a primary key or a unique index on NOT NULL columns. Partitions and partitioned tables
-        are refused (use C(rewrite), partition by partition); materialized views always use C(rewrite).
+        Needs a primary key or a unique index on NOT NULL columns. Partitions are moved one by one (the
+        switch detaches the old partition and attaches the copy, locking the partitioned table briefly);
+        a partitioned table's own access method and materialized views are changed as with C(rewrite).
       - With O(method=online) an interrupted run (killed, connection lost) leaves the table untouched and
         its state in C(tdeops_online.jobs); the next run resumes it. Other errors remove the copy again.
     type: str

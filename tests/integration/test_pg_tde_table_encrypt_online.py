@@ -334,6 +334,7 @@ def test_online_refusals(pg):
         CREATE TABLE typed (id int PRIMARY KEY); CREATE FUNCTION typed_rows() RETURNS SETOF typed LANGUAGE sql AS 'SELECT * FROM typed';
         CREATE TABLE parted (id int, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
         CREATE TABLE parted_1 PARTITION OF parted FOR VALUES IN (1);
+        CREATE TABLE parted_d PARTITION OF parted DEFAULT;
         CREATE TABLE base (id int PRIMARY KEY); CREATE TABLE child (extra int) INHERITS (base);
         CREATE TABLE fine (id int PRIMARY KEY);
     """, db=db)
@@ -344,7 +345,8 @@ def test_online_refusals(pg):
     assert 'public.nokey cannot be moved online: it has no primary key and no unique index' in msg
     assert 'materialized view public.mv reads it' in msg
     assert 'public.typed cannot be moved online: function public.typed_rows() depends on it' in msg
-    assert 'public.parted_1 cannot be moved online: it is a partition' in msg
+    assert 'public.parted_1 cannot be moved online: it is a partition of public.parted, which has a DEFAULT' in msg
+    assert 'public.parted_d cannot' not in msg          # the default partition itself can be moved
     assert 'public.base cannot be moved online: it takes part in table inheritance' in msg
     assert 'public.fine' not in msg and 'use method: rewrite' in msg
     assert run(pg, db, tables=['nokey'])['failed'] is True
@@ -628,3 +630,92 @@ def test_encrypt_tables_playbook_online(pg, tmp_path):
     assert am(pg, db, 'public.t') == 'tde_heap'
     second = play()
     assert second['rc'] == 0 and second['stats']['changed'] == 0, second['stats']
+
+
+PARTITIONS = """
+CREATE ROLE onl_part_reader_%(db)s;
+CREATE TABLE ev (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01') WITH (fillfactor = 90);
+CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE INDEX ev_v ON ev (v);
+CREATE INDEX ev_2025_local ON ev_2025 (id) WHERE v IS NOT NULL;
+ALTER TABLE ev ADD CONSTRAINT ev_v_len CHECK (length(v) < 50);
+CREATE FUNCTION ev_stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := coalesce(NEW.v, 'stamped'); RETURN NEW; END $$;
+CREATE TRIGGER ev_all BEFORE INSERT ON ev FOR EACH ROW EXECUTE FUNCTION ev_stamp();
+CREATE TRIGGER ev_2025_own BEFORE UPDATE ON ev_2025 FOR EACH ROW EXECUTE FUNCTION ev_stamp();
+GRANT SELECT ON ev_2025 TO onl_part_reader_%(db)s;
+COMMENT ON TABLE ev_2025 IS 'last year';
+INSERT INTO ev SELECT g, DATE '2025-01-01' + (g %% 365), 'r' || g FROM generate_series(1, 1500) g;
+INSERT INTO ev SELECT g, DATE '2026-01-01' + (g %% 365), 'r' || g FROM generate_series(1501, 2000) g;
+"""
+
+
+def test_online_partition_under_writes_through_the_parent(pg):
+    """A partition is moved online while rows are inserted, updated, deleted and moved between
+    partitions through the partitioned table; the switch detaches the old partition and attaches
+    the copy (indexes, CHECK constraints and triggers of the partitioned table attach to it)."""
+    db = new_db(pg)
+    pg.psql(PARTITIONS % {'db': db}, db=db)
+    before = dump(pg, db)
+    model = {int(i): (at, v) for i, at, v in (line.split('|') for line in pg.psql(
+        'SELECT id, at, v FROM ev ORDER BY id', db=db).splitlines())}
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def write() -> None:
+        rnd = random.Random(7)
+        conn = pg.connect(db)
+        nxt = 5000
+        try:
+            while not stop.is_set():
+                op = rnd.random()
+                try:
+                    if op < 0.3:
+                        at = '2025-06-01' if rnd.random() < 0.7 else '2026-06-01'
+                        conn.execute('INSERT INTO ev (id, at) VALUES (%s, %s)', (nxt, at))
+                        model[nxt] = (at, 'stamped')
+                        nxt += 1
+                    elif op < 0.6:
+                        key = rnd.choice(list(model))
+                        conn.execute('UPDATE ev SET v = %s WHERE id = %s', ('u%d' % nxt, key))
+                        model[key] = (model[key][0], 'u%d' % nxt)
+                        nxt += 1
+                    elif op < 0.85:      # moves the row to the other partition (DELETE + INSERT)
+                        key = rnd.choice(list(model))
+                        at = '2026-03-03' if model[key][0] < '2026' else '2025-03-03'
+                        conn.execute('UPDATE ev SET at = %s WHERE id = %s', (at, key))
+                        model[key] = (at, model[key][1])
+                    else:
+                        key = rnd.choice(list(model))
+                        conn.execute('DELETE FROM ev WHERE id = %s', (key,))
+                        del model[key]
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(str(exc))
+                    break
+                time.sleep(0.003)
+        finally:
+            conn.close()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        res = run(pg, db, tables=['ev_2025'])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        writer.join(60)
+    assert not errors, errors[:3]
+    assert not res.get('failed'), res.get('msg')
+    assert res['tables'][0]['status'] == 'encrypted' and res['tables'][0]['checksum_match'] is True
+    assert res['tables'][0]['replayed_keys'] > 0
+    assert am(pg, db, 'ev_2025') == 'tde_heap' and am(pg, db, 'ev_2026') == 'heap'
+    got = {int(i): (at, v) for i, at, v in (line.split('|') for line in pg.psql(
+        'SELECT id, at, v FROM ev ORDER BY id', db=db).splitlines())}
+    assert got == model
+    assert pg.psql("SELECT count(*) FROM ev_2025 WHERE at >= '2026-01-01'", db=db) == '0'
+    diff = list(difflib.unified_diff(before.splitlines(), dump(pg, db).splitlines(), 'before', 'after',
+                                     lineterm='', n=2))
+    assert not diff, '\n'.join(diff)
+    assert pg.psql("SELECT string_agg(pg_tde_is_encrypted(indexrelid::regclass)::text, ',') FROM pg_index "
+                   "WHERE indrelid = 'ev_2025'::regclass", db=db) == 'true,true,true'
+    assert leftovers(pg, db) == '|0'

@@ -39,7 +39,9 @@ def definition(**over):
                   'toast_reloptions': None, 'tablespace': None, 'is_partition': False, 'is_typed': False,
                   'has_children': False, 'has_parent': False, 'rls': False, 'rls_force': False, 'replident': 'd',
                   'filenode': 100, 'rowtype': 101, 'comment': None, 'extension_member': False,
-                  'i_am_superuser': True, 'i_own': False},
+                  'i_am_superuser': True, 'i_own': False, 'partition_bound': None, 'partition_constraint': None,
+                  'parent_schema': None, 'parent_name': None, 'parent_has_default': False,
+                  'parent_referenced': False},
         'acl': ['app|app|SELECT|false'],
         'columns': [col('id', 'bigint', True), col('v', 'text')],
         'indexes': [idx(200, 't_pkey', ['id'], primary=True, constraint_name='t_pkey', constraint_type='p',
@@ -83,7 +85,10 @@ def test_key_falls_back_to_unique_index_on_not_null_columns():
 # -- refusals -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('over, text', [
-    ({'is_partition': True}, 'it is a partition'),
+    ({'is_partition': True, 'parent_has_default': True, 'parent_schema': 's', 'parent_name': 'p'},
+     'partition of s.p, which has a DEFAULT partition'),
+    ({'is_partition': True, 'parent_referenced': True, 'parent_schema': 's', 'parent_name': 'p'},
+     'partition of s.p, which foreign keys reference'),
     ({'has_parent': True}, 'table inheritance'),
     ({'has_children': True}, 'table inheritance'),
     ({'is_typed': True}, 'typed table'),
@@ -105,6 +110,29 @@ def test_key_falls_back_to_unique_index_on_not_null_columns():
 def test_refusals(over, text):
     reasons = plan.refusals(definition(**over))
     assert any(text in r for r in reasons), reasons
+
+
+def test_partition_without_default_partition_is_moved_and_its_switch_detaches_and_attaches():
+    d = definition(is_partition=True, has_parent=True, parent_schema='public', parent_name='ev',
+                   partition_bound="FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+                   partition_constraint="((at IS NOT NULL) AND (at >= '2025-01-01'::date))",
+                   triggers=[{'name': 'cloned', 'def': 'CREATE TRIGGER cloned ...', 'enabled': 'O', 'inherited': True,
+                              'comment': None},
+                             {'name': 'own', 'def': 'CREATE TRIGGER own AFTER INSERT ON public.t FOR EACH ROW '
+                              'EXECUTE FUNCTION f()', 'enabled': 'O', 'inherited': False, 'comment': None}])
+    assert plan.refusals(d) == []
+    assert 'public.ev (partitioned table' in plan.lock_windows(d)[1]['also'][0]
+    assert render(q.partition_check(3, d)) == ('ALTER TABLE "tdeops_online"."shadow_3" ADD CONSTRAINT '
+                                               '"tdeops_partition_3" CHECK (((at IS NOT NULL) AND (at >= '
+                                               '\'2025-01-01\'::date)))')
+    stmts, _, _ = q.swap_statements(3, d, definition(), {})
+    text = [render(s) for s in stmts]
+    assert text[0] == 'ALTER TABLE "public"."ev" DETACH PARTITION "public"."t"'
+    attach = text.index('ALTER TABLE "public"."ev" ATTACH PARTITION "public"."t" FOR VALUES FROM (\'2025-01-01\') '
+                        'TO (\'2026-01-01\')')
+    assert text[attach + 1] == 'ALTER TABLE "public"."t" DROP CONSTRAINT "tdeops_partition_3"'
+    assert attach > text.index('ALTER TABLE "tdeops_online"."shadow_3" SET SCHEMA "public"')
+    assert not any('CREATE TRIGGER cloned' in s for s in text) and any(s.startswith('CREATE TRIGGER own') for s in text)
 
 
 def test_no_refusal_for_a_plain_table_with_views_and_foreign_keys():
