@@ -160,7 +160,7 @@ class OnlineMove:
             'copied_rows': 0, 'rounds': 0, 'replayed_keys': 0, 'last_round_keys': None,
             'setup_lock_seconds': None, 'switch_lock_wait_seconds': None, 'switch_lock_seconds': None,
             'resumed_from': None, 'restarted': None, 'old_table': None, 'changed': False, 'error': None,
-            'lock_timeout': False, 'job_kept': False,
+            'lock_timeout': False, 'job_kept': False, 'phase_seconds': {},
         }
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -288,28 +288,37 @@ class OnlineMove:
                            % self.err(cexc))
         self.out.update(status='failed', error='%s. The table is untouched%s' % (text, cleaned))
 
+    def timed(self, step: str, fn: Callable[[], Any]) -> Any:
+        """Run a step and add its wall time to phase_seconds (what the time goes to)."""
+        t0 = time.monotonic()
+        try:
+            return fn()
+        finally:
+            spent = self.out['phase_seconds']
+            spent[step] = round(spent.get(step, 0.0) + time.monotonic() - t0, 3)
+
     def _run(self) -> None:
         self.prepare()
         if self.job is None:
             self.pause('setup')
-            self.with_lock_retries('setup', self.setup)
+            self.timed('setup', lambda: self.with_lock_retries('setup', self.setup))
         if self.job['phase'] == 'copy':
             self.pause('copy')
-            self.copy()
+            self.timed('copy', self.copy)
         if self.job['phase'] == 'first_round':
             self.pause('first_round')
-            self.first_round()
+            self.timed('first_round', self.first_round)
         if self.job['phase'] == 'indexes':
             self.pause('indexes')
-            self.build_indexes()
+            self.timed('indexes', self.build_indexes)
         if self.job['phase'] == 'catchup':
             self.pause('catchup')
-            self.catch_up()
+            self.timed('catchup', self.catch_up)
             self.pause('switch')
-            self.with_lock_retries('switch', self.switch)
+            self.timed('switch', lambda: self.with_lock_retries('switch', self.switch))
         if self.job['phase'] == 'swapped':
             self.pause('finish')
-            self.finish()
+            self.timed('finish', self.finish)
 
     # -- 0. an earlier job? ---------------------------------------------------------------------
     def prepare(self) -> None:

@@ -364,7 +364,7 @@ RESULT_KEYS = ('database', 'schema', 'table', 'action', 'status', 'size_bytes', 
                'verified', 'checksum_match', 'rows', 'error')
 ONLINE_RESULT_KEYS = ('method', 'copied_rows', 'rounds', 'replayed_keys', 'setup_lock_seconds',
                       'switch_lock_wait_seconds', 'switch_lock_seconds', 'resumed_from', 'restarted', 'old_table',
-                      'job_kept')
+                      'job_kept', 'phase_seconds')
 
 
 def argument_spec() -> dict[str, Any]:
