@@ -153,7 +153,7 @@ class Bench:
         t = out['tables'][0]
         return {'seconds': took, 'module': {k: t.get(k) for k in (
             'copied_rows', 'rounds', 'replayed_keys', 'setup_lock_seconds', 'switch_lock_wait_seconds',
-            'switch_lock_seconds', 'verified', 'checksum_match', 'rows', 'seconds')}}
+            'switch_lock_seconds', 'verified', 'checksum_match', 'rows', 'seconds', 'phase_seconds')}}
 
     # -- measuring --------------------------------------------------------------------------------
     def sample_locks(self, conn, stop: threading.Event, oid: int, found: list[tuple[float, str]]) -> None:

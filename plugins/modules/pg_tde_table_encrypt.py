@@ -290,6 +290,13 @@ tables:
     - C(verified) is true when C(pg_tde_is_encrypted) of the table, its indexes, TOAST and TOAST
       index was as expected; C(checksum_match) compares rows before and after (null without
       O(verify_integrity)).
+    - With O(method=online) C(status) can also be C(aborted) (O(online_abort)), C(checksum_match) compares
+      the old table after the switch with the new one at the switch, and each entry also has
+      C(method), C(copied_rows), C(rounds) and C(replayed_keys) (catch-up), the lock times
+      C(setup_lock_seconds) (writes blocked), C(switch_lock_wait_seconds) and C(switch_lock_seconds)
+      (reads and writes blocked), C(resumed_from) (phase of an interrupted run this one went on from),
+      C(restarted) (why an earlier job was dropped and started over), C(old_table) (with
+      O(online_keep_old)), C(job_kept) (the copy was kept for the next run) and C(phase_seconds).
   returned: always
   type: list
   elements: dict
