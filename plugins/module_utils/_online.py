@@ -63,6 +63,8 @@ APPLICATION_NAME = 'tdeops.pg_tde online'
 SESSION_SETTINGS = (
     ("search_path", ''), ('DateStyle', 'ISO, YMD'), ('TimeZone', 'UTC'), ('IntervalStyle', 'postgres'),
     ('extra_float_digits', '3'), ('bytea_output', 'hex'), ('row_security', 'off'),
+    # a role's statement_timeout must not cancel a batch, an index build or the verification
+    ('statement_timeout', '0'), ('idle_in_transaction_session_timeout', '0'),
 )
 SERIALIZATION_FAILURE = '40001'
 SHORT_ROUND_SECONDS = 0.3      # a catch-up round this short means the switch's last round is short too
