@@ -6,10 +6,10 @@ readable and writable: a copy built next to it and kept in step, then a short sw
 
 1. setup (one transaction, SHARE ROW EXCLUSIVE lock with lock_timeout): a change log and row
    triggers on the table (ENABLE ALWAYS) that write the key of every row written into it, a
-   TRUNCATE trigger that marks the job, the copy (CREATE TABLE ... (LIKE ...) USING tde_heap)
-   with its key index, and the job's row in tdeops_online.jobs.
+   TRUNCATE trigger that marks the job, the copy (CREATE TABLE ... (LIKE ...) USING tde_heap),
+   and the job's row in tdeops_online.jobs.
 2. copy: batches in key order, each in its own transaction with its progress.
-3. first round: in one REPEATABLE READ snapshot, every logged key is read again from the
+3. first round: the key index of the copy (one sorted build), then in one REPEATABLE READ snapshot, every logged key is read again from the
    table (delete from the copy, insert from the table). Afterwards the copy holds exactly the
    table's rows of that snapshot; with verify_integrity the row count and checksum of both are
    compared (_tables.row_checksum) and kept as the copy's running total. Then the other indexes
@@ -169,7 +169,9 @@ class OnlineMove:
     def setup_session(self) -> None:
         for name, value in SESSION_SETTINGS:
             self.s.query('SELECT set_config(%s, %s, false)', [name, value])
-        self.s.query("SELECT set_config('lock_timeout', %s, false)", [self.lock_timeout])
+        # lock_timeout guards the application's tables and is set (SET LOCAL) for each step that
+        # locks them; the job's own objects are locked by nobody but autovacuum, which yields
+        self.s.query("SELECT set_config('lock_timeout', '1min', false)")
 
     def x(self, stmt, params=None) -> int:
         """Run a change; record its text once (without values: keys are data)."""
@@ -390,7 +392,6 @@ class OnlineMove:
                 self.x(stmt)
             for stmt in q.create_shadow(self.job_id, defn, self.target_am):
                 self.x(stmt)
-            self.x(q.index_statement(self.job_id, defn, key))
             if defn['table']['is_partition'] and defn['table'].get('partition_constraint'):
                 self.x(q.partition_check(self.job_id, defn))
             for chk in defn['checks']:
@@ -471,6 +472,11 @@ class OnlineMove:
             raise JobStale('the table was truncated while the copy was built; run again to start over')
 
     def first_round(self) -> None:
+        # the key index, built now in one sorted pass rather than row by row during the copy (the
+        # copy needs none: its batches are disjoint key ranges, so the keys in the copy are unique)
+        key = choose_key(self.defn)
+        if not self.relation_oid(STATE_SCHEMA, q.temp_index_name(self.job_id, key['oid'])):
+            self.x(q.index_statement(self.job_id, self.defn, key))
         self.ensure_round_objects()
         for attempt in range(3):
             try:
@@ -552,12 +558,13 @@ class OnlineMove:
     def switch(self) -> None:
         self.ensure_round_objects()
         with self.txn():
+            # the copy first: waiting for it (a VACUUM, a pg_dump) must not hold the table's lock
+            self.x(q.lock(q.st(self.n['shadow']), 'ACCESS EXCLUSIVE'))
             self.x(q.set_lock_timeout(self.lock_timeout))
             t0 = time.monotonic()
             for stmt in self.parent_lock(self.defn):
                 self.x(stmt)
             self.x(q.lock(q.source(self.defn), 'ACCESS EXCLUSIVE'))
-            self.x(q.lock(q.st(self.n['shadow']), 'ACCESS EXCLUSIVE'))
             for stmt in self.switch_locks(self.defn):
                 self.x(stmt)
             locked = time.monotonic()
@@ -606,8 +613,14 @@ class OnlineMove:
             schema, table, con = entry.split('\t')
             if self.relation_oid(schema, table) is None:
                 continue
-            self.x(q.sql.SQL('ALTER TABLE {} VALIDATE CONSTRAINT {}').format(
-                q.sql.Identifier(schema, table), q.sql.Identifier(con)))
+
+            def validate(schema=schema, table=table, con=con) -> None:
+                # SHARE UPDATE EXCLUSIVE: reads and writes go on; lock_timeout keeps DDL from queueing
+                with self.txn():
+                    self.x(q.set_lock_timeout(self.lock_timeout))
+                    self.x(q.sql.SQL('ALTER TABLE {} VALIDATE CONSTRAINT {}').format(
+                        q.sql.Identifier(schema, table), q.sql.Identifier(con)))
+            self.with_lock_retries('validation of foreign key %s' % con, validate)
         self.x(q.sql.SQL('UPDATE {} SET validate = NULL WHERE job_id = %s').format(q.st(q.JOBS_TABLE)), [self.job_id])
         old_exists = self.relation_oid(STATE_SCHEMA, self.n['old']) is not None
         if self.verify and self.job.get('shd_rows') is not None and old_exists:

@@ -164,17 +164,41 @@ def create_triggers(job_id: int, defn: dict[str, Any]) -> list[Any]:
 # the copy: table, key, indexes, constraints
 # ---------------------------------------------------------------------------------------------
 
+AUTOVACUUM = 'autovacuum_enabled'
+
+
+def without_autovacuum(options: list[str] | None) -> list[str]:
+    """The options with autovacuum_enabled=false (in its place when set): autovacuum would only
+    compete with the copy for I/O and for locks on it; the copy is vacuumed once, by the job."""
+    opts = list(options or [])
+    keys = [o.partition('=')[0] for o in opts]
+    if AUTOVACUUM in keys:
+        opts[keys.index(AUTOVACUUM)] = AUTOVACUUM + '=false'
+    else:
+        opts.append(AUTOVACUUM + '=false')
+    return opts
+
+
+def restore_autovacuum(target, options: list[str] | None, prefix: str = ''):
+    """Back to the old table's autovacuum_enabled (RESET when it had none)."""
+    value = dict(o.partition('=')[::2] for o in options or []).get(AUTOVACUUM)
+    name = sql.SQL(prefix + '{}').format(sql.Identifier(AUTOVACUUM))
+    if value is None:
+        return sql.SQL('ALTER TABLE {} RESET ({})').format(target, name)
+    return sql.SQL('ALTER TABLE {} SET ({} = {})').format(target, name, sql.Literal(value))
+
+
 def create_shadow(job_id: int, defn: dict[str, Any], am: str) -> list[Any]:
     t = defn['table']
     unlogged = sql.SQL('UNLOGGED ') if t['persistence'] == 'u' else sql.SQL('')
     out = [sql.SQL('CREATE {}TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE '
-                   'INCLUDING COMPRESSION INCLUDING COMMENTS) USING {}{}{}').format(
+                   'INCLUDING COMPRESSION INCLUDING COMMENTS) USING {} WITH ({}){}').format(
         unlogged, st(names(job_id)['shadow']), source(defn), sql.Identifier(am),
-        sql.SQL(' WITH ({})').format(_options(t['reloptions'])) if t.get('reloptions') else sql.SQL(''),
+        _options(without_autovacuum(t['reloptions'])),
         sql.SQL(' TABLESPACE {}').format(sql.Identifier(t['tablespace'])) if t.get('tablespace') else sql.SQL(''))]
     shadow = st(names(job_id)['shadow'])
-    if t.get('toast_reloptions'):
-        out.append(sql.SQL('ALTER TABLE {} SET ({})').format(shadow, _options(t['toast_reloptions'], 'toast.')))
+    out.append(sql.SQL('ALTER TABLE {} SET ({})').format(
+        shadow, _options(without_autovacuum(t['toast_reloptions']), 'toast.')))
     for c in defn['columns']:
         if c.get('stattarget') is not None and int(c['stattarget']) >= 0:
             out.append(sql.SQL('ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}').format(
@@ -424,6 +448,8 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
             out.append(sql.SQL('ALTER INDEX {} RENAME TO {}').format(sql.Identifier(schema, tmp),
                                                                      sql.Identifier(idx['name'])))
     out.append(sql.SQL('ALTER TABLE {} OWNER TO {}').format(new, sql.Identifier(t['owner'])))
+    out.append(restore_autovacuum(new, t.get('reloptions')))
+    out.append(restore_autovacuum(new, t.get('toast_reloptions'), 'toast.'))
     if parent is not None:
         # indexes, CHECK constraints and triggers of the partitioned table attach to (or are cloned
         # onto) the copy; its partition constraint is proven by the CHECK it was built with

@@ -193,7 +193,7 @@ def test_identifiers_are_quoted():
     stmts = [render(s) for s in q.create_shadow(7, d, 'tde_heap')]
     assert stmts[0].startswith('CREATE TABLE "tdeops_online"."shadow_7" (LIKE "Sales ""EU"""."order items" '
                                'INCLUDING DEFAULTS')
-    assert stmts[0].endswith('USING "tde_heap"')
+    assert stmts[0].endswith('USING "tde_heap" WITH ("autovacuum_enabled" = \'false\')')
     keycols = [d['columns'][0]]
     assert render(q.copy_batch(7, d, keycols, True, True)) == (
         'INSERT INTO "tdeops_online"."shadow_7" ("Id""x", "v") SELECT "Id""x", "v" FROM ONLY "Sales ""EU"""."order '
@@ -211,10 +211,17 @@ def test_generated_columns_are_not_copied_and_options_are_literals():
     assert q.copy_columns(d) == ['id', 'v']
     stmts = [render(s) for s in q.create_shadow(1, d, 'heap')]
     assert stmts[0].startswith('CREATE UNLOGGED TABLE')
+    # autovacuum off on the copy (in its place when the table sets it), restored at the switch
     assert stmts[0].endswith('USING "heap" WITH ("fillfactor" = \'70\', "autovacuum_enabled" = \'false\') '
                              'TABLESPACE "fast space"')
-    assert stmts[1] == 'ALTER TABLE "tdeops_online"."shadow_1" SET (toast."autovacuum_enabled" = \'off\')'
+    assert stmts[1] == 'ALTER TABLE "tdeops_online"."shadow_1" SET (toast."autovacuum_enabled" = \'false\')'
     assert stmts[2] == 'ALTER TABLE "tdeops_online"."shadow_1" ALTER COLUMN "v" SET STATISTICS 300'
+    assert render(q.restore_autovacuum(q.sql.Identifier('t'), d['table']['reloptions'])) == \
+        'ALTER TABLE "t" SET ("autovacuum_enabled" = \'false\')'
+    assert render(q.restore_autovacuum(q.sql.Identifier('t'), ['fillfactor=70'], 'toast.')) == \
+        'ALTER TABLE "t" RESET (toast."autovacuum_enabled")'
+    plain = [render(s) for s in q.create_shadow(1, definition(), 'heap')]
+    assert plain[0].endswith('USING "heap" WITH ("autovacuum_enabled" = \'false\')')
 
 
 def test_index_statement_replaces_only_the_expected_prefix():
