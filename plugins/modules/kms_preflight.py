@@ -29,6 +29,8 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.kmip
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_kms
 attributes:
   check_mode:
     support: full
