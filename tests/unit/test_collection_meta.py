@@ -111,3 +111,30 @@ def test_dependencies_have_both_bounds(collection):
 def test_urls_are_not_placeholders():
     for key in ('repository', 'documentation', 'issues'):
         assert GALAXY.get(key, '').startswith('https://') and 'example' not in GALAXY[key], key
+
+
+def _announced_objects() -> dict[str, set[str]]:
+    """Roles and playbooks named in `add object.<type>` fragments or in released changelog data."""
+    found: dict[str, set[str]] = {'role': set(), 'playbook': set()}
+    frag_dir = os.path.join(ROOT, 'changelogs', 'fragments')
+    for name in os.listdir(frag_dir):
+        if name.endswith(('.yml', '.yaml')):
+            data = _yaml('changelogs', 'fragments', name) or {}
+            for kind in found:
+                found[kind] |= {o['name'] for o in data.get(f'add object.{kind}', [])}
+    releases = (_yaml('changelogs', 'changelog.yaml') or {}).get('releases') or {}
+    for release in releases.values():
+        for kind in found:
+            found[kind] |= {o['name'] for o in (release.get('objects') or {}).get(kind, [])}
+    return found
+
+
+@pytest.mark.parametrize('kind,names', [
+    ('role', ROLES),
+    ('playbook', sorted(f[:-4] for f in os.listdir(os.path.join(ROOT, 'playbooks')) if f.endswith('.yml'))),
+])
+def test_new_roles_and_playbooks_are_in_the_changelog(kind, names):
+    # antsibull-changelog lists "New Roles" / "New Playbooks" only from `add object.<kind>` entries.
+    missing = sorted(set(names) - _announced_objects()[kind])
+    assert not missing, (f'no changelog fragment announces the {kind}(s) {missing}: add '
+                         f'"add object.{kind}: [{{name: ..., description: ...}}]" to a fragment')
