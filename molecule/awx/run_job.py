@@ -11,7 +11,7 @@ administrator enters into the credentials. The project is this checkout (playboo
 collection comes from .cache/collections (what the execution environment has installed).
 
 Afterwards every secret input is searched in the job's events, stdout and artifacts. Writes
-<work>/result.json (status, stats, leaks, SHA-1 of the KMIP inputs for verify.yml) and exits
+<work>/result.json (status, stats, leaks, SHA-1 of the inputs for verify.yml) and exits
 non-zero when the job failed or a secret leaked.
 """
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> int:
     cmdline: list[str] = []
     injected: dict[str, list[str]] = {}
     secret_values: dict[str, str] = {}
-    kmip_sha1: dict[str, str] = {}
+    input_sha1: dict[str, dict[str, str]] = {}
     for cred in credentials(args.pki):
         ct = types[cred['credential_type']]
         errors = controller.validate_credential_type(ct)
@@ -106,8 +106,9 @@ def main() -> int:
         injected[cred['name']] = sorted(controller.inject_credential(ct, cred['inputs'], pdd, env, cmdline))
         for field in controller.secret_fields(ct):
             secret_values[f"{cred['name']}.{field}"] = cred['inputs'][field]
-        if ct['name'] == 'tdeops.pg_tde KMIP client':
-            kmip_sha1 = {k: hashlib.sha1(v.encode()).hexdigest() for k, v in cred['inputs'].items()}  # noqa: S324
+        # verify.yml compares what landed on the host with these, without seeing the values.
+        input_sha1[cred['name']] = {k: hashlib.sha1(v.encode()).hexdigest()  # noqa: S324
+                                    for k, v in cred['inputs'].items()}
 
     started = time.monotonic()
     run = ansible_runner.run(
@@ -138,12 +139,12 @@ def main() -> int:
         'seconds': round(time.monotonic() - started),
         'events': len(events),
         'leaks': leaks,
-        'kmip_sha1': kmip_sha1,
+        'input_sha1': input_sha1,
         'deprecations': sorted({line.strip() for line in stdout.splitlines() if 'DEPRECATION' in line}),
     }
     with open(os.path.join(args.work, 'result.json'), 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=2)
-    print(json.dumps({k: v for k, v in result.items() if k != 'kmip_sha1'}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != 'input_sha1'}, indent=2))
     if run.status != 'successful':
         print(stdout[-6000:])
     return 0 if run.status == 'successful' and not leaks else 1
