@@ -167,3 +167,34 @@ def test_secret_scan_finds_pem_lines():
                                     {'key': PEM})
     assert found == ['key in stdout']
     assert controller.find_secrets([], {'stdout': 'nothing here'}, {'key': PEM}) == []
+
+
+def test_controller_rendering_of_env_single_file_and_booleans(tmp_path):
+    """The emulation itself: env injectors, the single-file tower.filename form, boolean fields
+    that default to False, and the API's refusals."""
+    ct = {'name': 't', 'kind': 'cloud',
+          'inputs': {'fields': [{'id': 'token', 'label': 'Token', 'secret': True},
+                                {'id': 'verify', 'label': 'Verify', 'type': 'boolean'}]},
+          'injectors': {'file': {'template': '[auth]\ntoken={{ token }}\n'},
+                        'env': {'TDEOPS_TOKEN_FILE': '{{ tower.filename }}'},
+                        'extra_vars': {'tdeops_verify': '{{ verify }}', 'tdeops_file': '{{ tower.filename }}'}}}
+    assert controller.validate_credential_type(ct) == []
+    env: dict[str, str] = {}
+    args: list[str] = []
+    extra_vars = controller.inject_credential(ct, {'token': 's3cr3t'}, str(tmp_path), env, args)
+    assert extra_vars['tdeops_verify'] == 'False'           # a missing boolean renders as False
+    assert env['TDEOPS_TOKEN_FILE'] == extra_vars['tdeops_file']
+    with open(env['TDEOPS_TOKEN_FILE'], encoding='utf-8') as f:
+        # Jinja drops the template's own last newline (the controller's sandbox does the same);
+        # a newline inside an input value (a PEM) stays.
+        assert f.read() == '[auth]\ntoken=s3cr3t'
+    refused = [
+        dict(ct, injectors={'env': {'ANSIBLE_CONFIG': '{{ token }}'}}),
+        dict(ct, injectors={'extra_vars': {'x': '{{ undefined_field }}'}}),
+        dict(ct, injectors={'file': {'template': 'a', 'template.b': 'b'}}),
+        dict(ct, injectors={'extra_vars': {'x': '{{ tower }}'}}),
+        dict(ct, kind='ssh'),
+        dict(ct, inputs={'fields': [{'id': 'tower', 'label': 'x'}]}),
+    ]
+    for bad in refused:
+        assert controller.validate_credential_type(bad), bad
