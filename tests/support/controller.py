@@ -115,13 +115,26 @@ def validate_credential_type(ct: dict[str, Any]) -> list[str]:
     for var in injectors.get('extra_vars', {}):
         if not _NAME.match(var):
             errors.append(f'extra_vars injector {var} is an invalid variable name')
-    # Every template may use the defined fields and tower.filename(.<label>) only.
+    # Every template may use the defined fields and tower.filename(.<label>) only: `tower` itself
+    # and `tower.filename` without an unnamed file injector do not render.
+    class _Exploding:
+        def __str__(self):
+            raise jinja2.UndefinedError('Must define unnamed file injector in order to reference `tower.filename`.')
+
+    class _Tower:
+        def __init__(self):
+            self.filename: Any = _Exploding()
+
+        def __str__(self):
+            raise jinja2.UndefinedError('Cannot directly reference reserved `tower` namespace container.')
+
     namespace: dict[str, Any] = {i: 'EXAMPLE' for i in ids}
-    filename: Any = 'EXAMPLE_FILENAME' if 'template' in labels else type('Files', (), {})()
-    if 'template' not in labels:
+    namespace['tower'] = _Tower()
+    if 'template' in labels:
+        namespace['tower'].filename = 'EXAMPLE_FILENAME'
+    else:
         for label in labels:
-            setattr(filename, label.split('.', 1)[1], 'EXAMPLE_FILENAME')
-    namespace['tower'] = type('Tower', (), {'filename': filename})()
+            setattr(namespace['tower'].filename, label.split('.', 1)[1], 'EXAMPLE_FILENAME')
     strict = sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)
     for kind, templates in injectors.items():
         for key, template in templates.items():
