@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 ---
 module: pg_tde_table_encrypt
 short_description: Encrypt (or decrypt) existing tables with pg_tde by moving them to the tde_heap access method
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Moves existing tables, partitions and (optionally) materialized views to the C(tde_heap)
     access method of Percona pg_tde (2.0 to 2.2) with C(ALTER TABLE ... SET ACCESS METHOD tde_heap),
@@ -44,6 +44,8 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_pg_tde
 options:
   databases:
     description:
