@@ -6,11 +6,12 @@
 #   localhost/tdeops-pg17             + the runtime libraries of the real pg_tde bundle, psycopg, PyKMIP
 #                                       (molecule/shared/prepare_real_pg_tde.yml unpacks the bundle)
 #   localhost/tdeops-kms              + PyKMIP server
+#   localhost/tdeops-ha               tdeops-pg17 + etcd (Debian) + Patroni (PyPI, /opt/patroni)
 # Each image carries the label org.tdeops.inputs, a hash of its build inputs (Containerfile,
 # mirror, parent's hash); an image is rebuilt only when that hash changes. Builds run under a
 # machine-wide flock because several engineers and CI jobs share one podman storage.
 #
-# Usage: scripts/images.sh [--force] [debian12|pg15|pg17|kms ...]   (default: all)
+# Usage: scripts/images.sh [--force] [debian12|pg15|pg17|kms|ha ...]   (default: all)
 #        scripts/images.sh --mirror                              (print the mirror it would use)
 # TDEOPS_DEBIAN_MIRROR / TDEOPS_DEBIAN_SECURITY_MIRROR override the mirror from the apt sources.
 set -euo pipefail
@@ -64,6 +65,7 @@ debian12_hash=$(hash_of "$rootfs_hash" "$(file_hash "$images_dir/debian12.Contai
 pg15_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/pg15.Containerfile")")
 pg17_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/pg17.Containerfile")")
 kms_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/kms.Containerfile")")
+ha_hash=$(hash_of "$pg17_hash" "$(file_hash "$images_dir/ha.Containerfile")")
 
 up_to_date() { [ "$force" = 0 ] && [ "$(current_label "$1")" = "$2" ]; }
 
@@ -104,12 +106,12 @@ for a in "$@"; do
   case $a in
     --force) force=1 ;;
     --mirror) echo "$mirror${security_mirror:+ $security_mirror}"; exit 0 ;;
-    debian12|pg15|pg17|kms) want+=("$a") ;;
+    debian12|pg15|pg17|kms|ha) want+=("$a") ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) die "unknown argument $a (debian12, pg15, pg17, kms, --force, --mirror)" ;;
+    *) die "unknown argument $a (debian12, pg15, pg17, kms, ha, --force, --mirror)" ;;
   esac
 done
-[ ${#want[@]} -gt 0 ] || want=(debian12 pg15 pg17 kms)
+[ ${#want[@]} -gt 0 ] || want=(debian12 pg15 pg17 kms ha)
 
 command -v podman >/dev/null || die "podman is missing: bash scripts/setup.sh installs it"
 command -v debootstrap >/dev/null || die "debootstrap is missing: bash scripts/setup.sh installs it"
@@ -131,6 +133,10 @@ for w in "${want[@]}"; do
     pg15) build_layer pg15 "$pg15_hash" localhost/tdeops-debian12 ;;
     pg17) build_layer pg17 "$pg17_hash" localhost/tdeops-debian12 ;;
     kms) build_layer kms "$kms_hash" localhost/tdeops-debian12 ;;
+    # The HA scenario's hosts: tdeops-pg17 first (its parent).
+    ha) build_layer pg17 "$pg17_hash" localhost/tdeops-debian12
+        build_layer ha "$ha_hash" localhost/tdeops-pg17 \
+          --secret "id=cacert,src=${TDEOPS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}" ;;
   esac
 done
 log "done in $(( $(date +%s) - t0 ))s"
