@@ -7,9 +7,11 @@ write at all in check mode."""
 from __future__ import annotations
 
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import pg_error_text
 
 try:
     import psycopg
@@ -65,26 +67,6 @@ def conninfo_kwargs(params: dict[str, Any], database: str | None = None) -> dict
     for key, value in (params.get('connect_params') or {}).items():
         kw[key] = value
     return kw
-
-
-def pg_error_text(exc: BaseException) -> str:
-    """PostgreSQL's own words: message, SQLSTATE, detail and hint, as psql shows them."""
-    diag = getattr(exc, 'diag', None)
-    if diag is None or not getattr(diag, 'message_primary', None):
-        return str(exc).strip()
-    text = diag.message_primary
-    if diag.sqlstate:
-        text = '%s (SQLSTATE %s)' % (text, diag.sqlstate)
-    if diag.message_detail:
-        text += ' DETAIL: %s' % diag.message_detail
-    if diag.message_hint:
-        text += ' HINT: %s' % diag.message_hint
-    return text
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    diag = getattr(exc, 'diag', None)
-    return getattr(diag, 'sqlstate', None) if diag is not None else None
 
 
 def connect(module, database: str | None = None, autocommit: bool = True):
@@ -150,3 +132,28 @@ class PgSession:
 def open_session(module, database: str | None = None) -> PgSession:
     db = database or module.params.get('login_db') or 'postgres'
     return PgSession(module, connect(module, db), db)
+
+
+class Sessions:
+    """One session per database, opened on first use by `opener(database)` and all closed by
+    close() (or at the end of a `with` block). Modules that read several databases use it."""
+
+    def __init__(self, opener: Callable[[str], PgSession]) -> None:
+        self._opener = opener
+        self._open: dict[str, PgSession] = {}
+
+    def __call__(self, database: str) -> PgSession:
+        if database not in self._open:
+            self._open[database] = self._opener(database)
+        return self._open[database]
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+        self._open.clear()
+
+    def __enter__(self) -> Sessions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Certificate checks for KMS client material: loading with clear errors, metadata and
-fingerprints, key/certificate match, EKU, expiry, file readability for the PostgreSQL OS user,
-and a real TLS handshake with verification on.
+fingerprints, key/certificate match, EKU, expiry, and a real TLS handshake with verification
+on. Whether the PostgreSQL OS user can read the files is _files.py's concern.
 
 pg_tde itself neither verifies the KMIP server certificate against the CA nor checks the
 client EKU (pg_tde facts section 2 and 6): these checks are what stands in for that.
@@ -14,9 +14,10 @@ import datetime as dt
 import os
 import socket
 import ssl
-import stat
 import traceback
 from typing import Any
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import KMIP_CONNECT_FAILED
 
 try:
     from cryptography import x509
@@ -275,60 +276,6 @@ def issued_by(cert, ca_certs: list) -> bool:
     return False
 
 
-def file_access_problems(path: str, user: str, want: str = 'r') -> list[str]:
-    """Why OS user `user` cannot read `path` (or traverse its directories), by owner, group
-    and mode bits; [] when it can. ACLs are not evaluated. root can always read."""
-    import grp
-    import pwd
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        return ['the OS user %s does not exist on this host' % user]
-    if pw.pw_uid == 0:
-        return []
-    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-
-    def allowed(st: os.stat_result, bits: tuple[int, int, int]) -> bool:
-        if st.st_uid == pw.pw_uid:
-            return bool(st.st_mode & bits[0])
-        if st.st_gid in gids:
-            return bool(st.st_mode & bits[1])
-        return bool(st.st_mode & bits[2])
-
-    problems: list[str] = []
-    parent = os.path.dirname(os.path.abspath(path))
-    while True:
-        try:
-            st = os.stat(parent)
-        except OSError:
-            break
-        if not allowed(st, (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)):
-            problems.append('%s cannot enter directory %s (owner uid %d, gid %d, mode %04o)'
-                            % (user, parent, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
-        if parent == os.path.dirname(parent):
-            break
-        parent = os.path.dirname(parent)
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return problems + ['%s: %s' % (path, exc.strerror)]
-    if not allowed(st, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)):
-        problems.append('%s cannot read %s (owner uid %d, gid %d, mode %04o)'
-                        % (user, path, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
-    return problems
-
-
-def loose_key_mode(path: str) -> str | None:
-    """A sentence when a private key or token file is readable by others (mode & 0o007)."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return None
-    if mode & 0o077 & ~0o040:  # group read (0640) is tolerated, anything for others is not
-        return '%s has mode %04o: a secret must not be accessible to other users (use 0600)' % (path, mode)
-    return None
-
-
 # --- the TLS handshake -----------------------------------------------------------------------
 
 
@@ -448,5 +395,5 @@ def _client_rejected(where: str, exc: ssl.SSLError) -> TlsCheckError:
         return TlsCheckError('client_rejected', 'The KMS at %s refused the TLS handshake (%s): it '
                              'does not accept the client certificate (not issued by a CA it trusts, '
                              'wrong key usage, or no common cipher). pg_tde would report only '
-                             '"SSL error: BIO_do_connect failed".' % (where, reason))
+                             '"%s".' % (where, reason, KMIP_CONNECT_FAILED))
     return TlsCheckError('connect', 'TLS handshake with %s failed: %s.' % (where, reason))

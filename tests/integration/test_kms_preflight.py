@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import explain_tde_error
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import explain_tde_error
 from tests.support.ansible_runner import run_module
 
 
