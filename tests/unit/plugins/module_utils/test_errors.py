@@ -45,8 +45,6 @@ def test_no_explanation_for_unknown_text():
     assert t.tde_failure_message('X', 'boom') == 'X failed: boom.'
 
 
-
-
 def test_already_exists_text():
     assert t.is_key_already_exists('cannot create key "k1" because it already exists (SQLSTATE 22023)')
     assert not t.is_key_already_exists('key "k1" does not exist')

@@ -3,7 +3,6 @@ handshake classification against a local TLS server (no KMS)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import ssl
 import threading
