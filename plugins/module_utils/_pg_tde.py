@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import pg_error_text
+
+if TYPE_CHECKING:
+    from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import PgSession
 
 # pg_tde's limits (facts, section 2): provider name < 128 bytes, options JSON < 1024 bytes,
 # key name <= 255 bytes.
@@ -54,28 +57,28 @@ def split_guc_list(value: str | None) -> list[str]:
     return [item.strip().strip('"').strip() for item in value.split(',') if item.strip().strip('"').strip()]
 
 
-def preloaded_libraries(session) -> list[str]:
+def preloaded_libraries(session: PgSession) -> list[str]:
     row = session.query_one("SELECT current_setting('shared_preload_libraries') AS v")
     return split_guc_list(row['v'] if row else '')
 
 
-def is_preloaded(session) -> bool:
+def is_preloaded(session: PgSession) -> bool:
     return 'pg_tde' in preloaded_libraries(session)
 
 
-def extension_version(session) -> str | None:
+def extension_version(session: PgSession) -> str | None:
     row = session.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_tde'")
     return row['extversion'] if row else None
 
 
-def tde_version_text(session) -> str | None:
+def tde_version_text(session: PgSession) -> str | None:
     if extension_version(session) is None:
         return None
     row = session.query_one('SELECT pg_tde_version() AS v')
     return row['v'] if row else None
 
 
-def server_version_num(session) -> int:
+def server_version_num(session: PgSession) -> int:
     row = session.query_one("SELECT current_setting('server_version_num')::int AS v")
     return int(row['v'])
 
@@ -112,7 +115,7 @@ def parse_options(options: Any) -> dict[str, Any]:
     return json.loads(options)
 
 
-def list_providers(session, scope: str) -> list[dict[str, Any]]:
+def list_providers(session: PgSession, scope: str) -> list[dict[str, Any]]:
     """Providers of one scope: [{'id', 'name', 'type', 'options': dict}], ordered by id."""
     if scope not in SCOPES:
         raise ValueError('scope must be one of %s' % ', '.join(SCOPES))
@@ -301,7 +304,7 @@ def find_provider(providers: list[dict[str, Any]], name: str) -> dict[str, Any] 
     return None
 
 
-def has_vault_namespace_overload(session) -> bool:
+def has_vault_namespace_overload(session: PgSession) -> bool:
     """pg_tde 2.1+ has the 6-argument vault_v2 functions (namespace); 2.0 does not."""
     row = session.query_one(
         "SELECT count(*) AS n FROM pg_proc WHERE proname = 'pg_tde_add_global_key_provider_vault_v2' "
@@ -320,7 +323,7 @@ def provider_scope_of(provider_id: Any) -> str | None:
 # Principal keys: read, verify, set, create
 # ---------------------------------------------------------------------------------------------
 
-def key_info(session, kind: str) -> dict[str, Any] | None:
+def key_info(session: PgSession, kind: str) -> dict[str, Any] | None:
     """The principal key of kind server/default/database, or None when none is set."""
     func = KEY_INFO_FUNCTION[kind]
     row = session.query_one(
@@ -336,7 +339,7 @@ def key_info(session, kind: str) -> dict[str, Any] | None:
     }
 
 
-def try_key_info(session, kind: str) -> tuple[dict[str, Any] | None, str | None]:
+def try_key_info(session: PgSession, kind: str) -> tuple[dict[str, Any] | None, str | None]:
     """key_info() that does not raise: (info, None) or (None, pg_tde's error text). Reading a
     key that is not cached makes pg_tde fetch it from the KMS, which can fail."""
     try:
@@ -348,7 +351,7 @@ def try_key_info(session, kind: str) -> tuple[dict[str, Any] | None, str | None]
     return info, None
 
 
-def verify_key(session, kind: str) -> None:
+def verify_key(session: PgSession, kind: str) -> None:
     """Fetch the key of kind server/default/database back through its provider; raises
     pg_tde's error when that fails (the verify functions return nothing)."""
     session.query('SELECT %s()' % VERIFY_FUNCTION[kind])
@@ -375,7 +378,7 @@ def create_key_statement(provider_scope: str) -> str:
 # Databases
 # ---------------------------------------------------------------------------------------------
 
-def connectable_databases(session) -> list[str]:
+def connectable_databases(session: PgSession) -> list[str]:
     """Every database that can hold a principal key: all that allow connections, in name order.
 
     The rule is datallowconn, not the name. Keys are per database and template1 is a database
@@ -388,5 +391,5 @@ def connectable_databases(session) -> list[str]:
     return [r['datname'] for r in rows]
 
 
-def has_extension(session) -> bool:
+def has_extension(session: PgSession) -> bool:
     return extension_version(session) is not None

@@ -52,14 +52,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _not_after(cert) -> dt.datetime:
+def _not_after(cert: Any) -> dt.datetime:
     value = getattr(cert, 'not_valid_after_utc', None)
     if value is None:  # cryptography < 42
         value = cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
     return value
 
 
-def _not_before(cert) -> dt.datetime:
+def _not_before(cert: Any) -> dt.datetime:
     value = getattr(cert, 'not_valid_before_utc', None)
     if value is None:
         value = cert.not_valid_before.replace(tzinfo=dt.timezone.utc)
@@ -70,16 +70,16 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def name_text(name) -> str:
+def name_text(name: Any) -> str:
     return name.rfc4514_string()
 
 
-def common_name(cert) -> str | None:
+def common_name(cert: Any) -> str | None:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else None
 
 
-def eku_names(cert) -> list[str] | None:
+def eku_names(cert: Any) -> list[str] | None:
     """Extended key usages by short name, or None when the extension is absent."""
     try:
         ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -91,7 +91,7 @@ def eku_names(cert) -> list[str] | None:
     return names
 
 
-def san_names(cert) -> list[str]:
+def san_names(cert: Any) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -101,14 +101,14 @@ def san_names(cert) -> list[str]:
     return out
 
 
-def is_ca(cert) -> bool:
+def is_ca(cert: Any) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
 
 
-def public_key_fingerprint(public_key) -> str:
+def public_key_fingerprint(public_key: Any) -> str:
     der = public_key.public_bytes(serialization.Encoding.DER,
                                   serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashes.Hash(hashes.SHA256())
@@ -116,7 +116,7 @@ def public_key_fingerprint(public_key) -> str:
     return colon_hex(digest.finalize())
 
 
-def key_description(public_key) -> str:
+def key_description(public_key: Any) -> str:
     if isinstance(public_key, rsa.RSAPublicKey):
         return 'RSA %d' % public_key.key_size
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -130,7 +130,7 @@ def key_description(public_key) -> str:
     return type(public_key).__name__
 
 
-def cert_info(cert, path: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+def cert_info(cert: Any, path: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Metadata of a certificate: what diffs and reports show (never key material)."""
     now = now or utcnow()
     not_after = _not_after(cert)
@@ -193,11 +193,11 @@ def load_certificates(path: str, check: str = 'ca', what: str = 'certificate') -
     return certs
 
 
-def load_certificate(path: str, check: str = 'client_certificate', what: str = 'client certificate'):
+def load_certificate(path: str, check: str = 'client_certificate', what: str = 'client certificate') -> Any:
     return load_certificates(path, check, what)[0]
 
 
-def load_private_key(path: str, check: str = 'client_key'):
+def load_private_key(path: str, check: str = 'client_key') -> Any:
     data = read_file(path, check, 'client key')
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -210,7 +210,7 @@ def load_private_key(path: str, check: str = 'client_key'):
                             % (path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__), path)
 
 
-def private_key_info(key, path: str | None = None) -> dict[str, Any]:
+def private_key_info(key: Any, path: str | None = None) -> dict[str, Any]:
     """Public facts about a private key: type, size and the public key fingerprint."""
     info = {'public_key': key_description(key.public_key()),
             'public_key_fingerprint_sha256': public_key_fingerprint(key.public_key())}
@@ -222,11 +222,11 @@ def private_key_info(key, path: str | None = None) -> dict[str, Any]:
 # --- decisions (pure) ------------------------------------------------------------------------
 
 
-def key_matches(cert, key) -> bool:
+def key_matches(cert: Any, key: Any) -> bool:
     return public_key_fingerprint(cert.public_key()) == public_key_fingerprint(key.public_key())
 
 
-def eku_problem(cert, purpose: str = 'clientAuth') -> str | None:
+def eku_problem(cert: Any, purpose: str = 'clientAuth') -> str | None:
     """None when the certificate may be used for `purpose` (no EKU extension, or one that
     lists it or anyExtendedKeyUsage); otherwise a sentence saying what it lists instead."""
     try:
@@ -241,7 +241,7 @@ def eku_problem(cert, purpose: str = 'clientAuth') -> str | None:
             % (purpose, ', '.join(eku_names(cert) or []) or 'nothing'))
 
 
-def validity_problem(cert, now: dt.datetime | None = None) -> str | None:
+def validity_problem(cert: Any, now: dt.datetime | None = None) -> str | None:
     """'expired on ...' / 'not valid before ...' / None."""
     now = now or utcnow()
     if _not_after(cert) < now:
@@ -251,7 +251,7 @@ def validity_problem(cert, now: dt.datetime | None = None) -> str | None:
     return None
 
 
-def expiry_warning(cert, warning_days: int, now: dt.datetime | None = None) -> str | None:
+def expiry_warning(cert: Any, warning_days: int, now: dt.datetime | None = None) -> str | None:
     """A sentence when the certificate expires within `warning_days` (but has not yet)."""
     now = now or utcnow()
     left = _not_after(cert) - now
@@ -261,7 +261,7 @@ def expiry_warning(cert, warning_days: int, now: dt.datetime | None = None) -> s
     return None
 
 
-def issued_by(cert, ca_certs: list) -> bool:
+def issued_by(cert: Any, ca_certs: list) -> bool:
     """True when one of `ca_certs` signed `cert` (signature check, names must match)."""
     for ca in ca_certs:
         if ca.subject != cert.issuer:
@@ -280,7 +280,7 @@ def issued_by(cert, ca_certs: list) -> bool:
 
 
 def _peer_certificate(host: str, port: int, timeout: float, client_cert: str | None,
-                      client_key: str | None):
+                      client_key: str | None) -> Any:
     """The server's leaf certificate, fetched with verification off (only for reporting)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False

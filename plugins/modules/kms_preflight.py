@@ -236,7 +236,7 @@ class Report:
         return any(c['name'] == name and c['result'] == 'failed' for c in self.checks)
 
 
-def check_cert_validity(report: Report, role: str, cert, path: str, warning_days: int) -> None:
+def check_cert_validity(report: Report, role: str, cert: Any, path: str, warning_days: int) -> None:
     label = {'ca': 'CA certificate', 'client': 'client certificate', 'server': 'server certificate'}[role]
     problem = _tls.validity_problem(cert)
     where = path if role != 'server' else 'the KMS server certificate (%s)' % path

@@ -193,7 +193,7 @@ executed_queries:
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -278,7 +278,7 @@ def input_problems(params: dict[str, Any]) -> list[str]:
     return problems
 
 
-def namespace_problem(options: dict[str, Any], has_overload) -> str | None:
+def namespace_problem(options: dict[str, Any], has_overload: Callable[[], bool]) -> str | None:
     """A vault namespace needs the 6-argument vault_v2 functions of pg_tde 2.1+ (has_overload is
     asked only when a namespace is given)."""
     if options.get('namespace') and not has_overload():
