@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (Debian 12, root):
 #   make lab   - set up, then bring up the podman lab (KMS + database host) and run playbooks/site.yml
-#   make test  - set up, then run every test tier (sanity, lint, unit, integration, molecule)
-.PHONY: setup lab lab-down test sanity lint unit integration molecule bench build
+#   make test  - set up, then run every test tier (sanity, lint, publish, unit, integration, molecule)
+.PHONY: setup lab lab-down test sanity lint publish unit integration molecule bench build docsite
 
 setup:
 	bash scripts/setup.sh
@@ -15,7 +15,7 @@ lab-down:
 test: setup
 	bash scripts/test.sh
 
-sanity lint unit integration molecule: setup
+sanity lint publish unit integration molecule: setup
 	TIERS=$@ bash scripts/test.sh
 
 bench: setup
@@ -23,3 +23,7 @@ bench: setup
 
 build: setup
 	.venv/bin/ansible-galaxy collection build --force --output-path .cache/build .
+
+# docs/docsite/rst from the Markdown guides in docs/ (commit the result)
+docsite: setup
+	.cache/publish-venv/bin/python scripts/docsite.py

@@ -69,15 +69,60 @@ if [ "$(cat "$sanity_venv/.stamp" 2>/dev/null)" != "$core_version" ]; then
   for f in "$reqs"/sanity.*.txt; do "$sanity_venv/bin/pip" install -q -r "$f"; done
   echo "$core_version" > "$sanity_venv/.stamp"
 fi
-pip_version=$("$sanity_venv/bin/python" - <<'PY'
+# The same for the oldest ansible-core the collection claims (meta/runtime.yml requires_ansible;
+# 2.16 is what Automation Platform 2.5 ships). 2.16 runs on a controller Python 3.10 to 3.12.
+oldest_core=$(sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' meta/runtime.yml)
+sanity_old=.cache/sanity-venv-$oldest_core
+pick_python_for_oldest() {
+  local c
+  for c in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[0-2]*/bin/python3 2>/dev/null | sort -Vr) \
+           /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3.10; do
+    if "$c" -c 'import sys, venv; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then
+      echo "$c"; return
+    fi
+  done
+  echo "setup: ansible-core $oldest_core needs a Python 3.10 to 3.12 for its sanity venv; none found" >&2
+  return 1
+}
+if [ -n "$oldest_core" ] && [ "$(cat "$sanity_old/.stamp" 2>/dev/null)" != "$oldest_core" ]; then
+  py_old=$(pick_python_for_oldest)
+  log "sanity venv for ansible-core $oldest_core with $py_old"
+  rm -rf "$sanity_old"
+  "$py_old" -m venv "$sanity_old"
+  "$sanity_old/bin/pip" install -q --upgrade pip
+  "$sanity_old/bin/pip" install -q "ansible-core>=$oldest_core,<${oldest_core%.*}.$(( ${oldest_core#*.} + 1 ))"
+  reqs=$("$sanity_old/bin/python" -c 'import ansible_test, os; print(os.path.join(os.path.dirname(ansible_test.__file__), "_data", "requirements"))')
+  for f in "$reqs"/sanity.*.txt; do "$sanity_old/bin/pip" install -q -r "$f"; done
+  echo "$oldest_core" > "$sanity_old/.stamp"
+fi
+
+# Each ansible-test downloads a pip bootstrap of its pinned pip version: put the stand-in there.
+mkdir -p ~/.ansible/test/cache
+for v in "$sanity_venv" "$sanity_old"; do
+  [ -x "$v/bin/python" ] || continue
+  pip_version=$("$v/bin/python" - <<'PY'
 from ansible_test._internal.python_requirements import get_venv_packages
 class Python:
     version = '.'.join(map(str, __import__('sys').version_info[:2]))
 print(get_venv_packages(Python())['pip'])
 PY
 )
-mkdir -p ~/.ansible/test/cache
-cp scripts/ansible-test-get-pip.py ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+  cp scripts/ansible-test-get-pip.py ~/.ansible/test/cache/get_pip_${pip_version//./_}.py
+done
+
+# The publish tier's tools (requirements-publish.txt: galaxy-importer, ansible-builder,
+# antsibull-docs) in a venv of their own, so that they never move the main venv's ansible-core
+# or ansible-lint.
+publish_venv=.cache/publish-venv
+want=$(sha256sum requirements-publish.txt | cut -c1-16)
+if [ "$(cat "$publish_venv/.stamp" 2>/dev/null)" != "$want" ]; then
+  log "publish venv (requirements-publish.txt)"
+  rm -rf "$publish_venv"
+  "$(readlink -f .venv/bin/python)" -m venv "$publish_venv"
+  "$publish_venv/bin/pip" install -q --upgrade pip
+  "$publish_venv/bin/pip" install -q -r requirements-publish.txt
+  echo "$want" > "$publish_venv/.stamp"
+fi
 
 # The collection must be importable as ansible_collections.tdeops.pg_tde.
 mkdir -p .cache/collections/ansible_collections/tdeops

@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 source scripts/env.sh
 
-TIERS=${TIERS:-"sanity lint unit integration molecule"}
+TIERS=${TIERS:-"sanity lint publish unit integration molecule"}
 times=.cache/test-times.txt
 : > "$times"
 failed=()
@@ -27,6 +27,7 @@ for tier in $TIERS; do
   case $tier in
     sanity)      run_tier sanity bash scripts/tier-sanity.sh ;;
     lint)        run_tier lint bash scripts/tier-lint.sh ;;
+    publish)     run_tier publish bash scripts/tier-publish.sh ;;
     unit)        run_tier unit python -m pytest -q tests/unit ;;
     integration) run_tier integration python -m pytest -q -rs tests/integration ;;
     molecule)    run_tier molecule bash scripts/tier-molecule.sh ;;

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: kmip_key
 short_description: Manage symmetric keys by name on a KMIP server (for pg_tde)
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Locates a symmetric key by its KMIP C(Name) attribute (the pg_tde key name) on any KMIP
     server (PyKMIP, Cosmian KMS, Thales CipherTrust, Fortanix DSM, ...) over TLS with client
@@ -29,6 +29,8 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.kmip
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_kms
 attributes:
   check_mode:
     support: full

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: kms_preflight
 short_description: Check KMS client material and the KMS server before pg_tde uses them
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Run this on the database host before a pg_tde key provider is added or changed, and after
     certificate files are rotated. pg_tde itself does not verify the KMIP server certificate
@@ -30,6 +30,8 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.kmip
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_kms
 attributes:
   check_mode:
     support: full

@@ -21,6 +21,9 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.info_module
+  - tdeops.pg_tde.attributes.actiongroup_pg_tde
 options:
   databases:
     description:

@@ -37,6 +37,14 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_pg_tde
+attributes:
+  check_mode:
+    support: full
+    details: Reads the keys and returns the statements it would run in RV(executed_queries).
+  diff_mode:
+    support: none
 options:
   name:
     description:

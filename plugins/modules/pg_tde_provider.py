@@ -31,6 +31,15 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_pg_tde
+attributes:
+  check_mode:
+    support: full
+    details: Compares with the providers pg_tde lists and returns the statements it would run.
+  diff_mode:
+    support: full
+    details: Before and after show the provider options (paths, hosts, URLs), never a secret.
 options:
   name:
     description:

@@ -8,7 +8,7 @@ DOCUMENTATION = r'''
 ---
 module: pg_tde_table_encrypt
 short_description: Encrypt (or decrypt) existing tables with pg_tde by moving them to the tde_heap access method
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Moves existing tables, partitions and (optionally) materialized views to the C(tde_heap)
     access method of Percona pg_tde (2.0 to 2.2) with C(ALTER TABLE ... SET ACCESS METHOD tde_heap),
@@ -34,10 +34,18 @@ description:
     database host (C(delegate_to) it there, C(become_user=postgres)).
   - In check mode the module returns the plan (tables, sizes, bytes to rewrite, order, free space)
     and changes nothing.
+  - O(method=online) moves tables while they stay readable and writable - a copy built with
+    the target access method next to the table, kept in step through row triggers and a change
+    log, then a switch under a short C(ACCESS EXCLUSIVE) lock - for large, busy tables that
+    cannot be locked for a whole rewrite. It refuses, up front and with the reason, tables it
+    cannot move without losing something (no primary key or unique key, dependent materialized
+    views, partitions of a table with a DEFAULT partition, ...). See docs/encrypt-tables.md.
 author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.postgres
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_pg_tde
 options:
   databases:
     description:
@@ -135,6 +143,10 @@ options:
         commit only when they match.
       - It reads the table twice more while the lock is held, so the table is unavailable for
         about three times as long as without it.
+      - With O(method=online) nothing is read under the lock. The copy is compared with the table in
+        one snapshot after the copy, every catch-up round compares the rows it copied again, and after
+        the switch the old table (no longer written) must have the row count and checksum the new
+        table had at the switch, before it is dropped.
     type: bool
     default: true
   free_space_margin:
@@ -144,6 +156,48 @@ options:
       - The WAL a rewrite writes is not counted; keep C(pg_wal) on a file system with room for it.
     type: float
     default: 20
+  method:
+    description:
+      - C(rewrite) runs C(ALTER TABLE ... SET ACCESS METHOD), which locks the table (C(ACCESS EXCLUSIVE),
+        no reads, no writes) for the whole rewrite, about 17 s per GB here.
+      - C(online) builds a copy with the target access method while the table stays in use, keeps it
+        in step with the writes (row triggers and a change log in schema C(tdeops_online)), then
+        switches under an C(ACCESS EXCLUSIVE) lock held for the last changes and catalog changes only
+        (well under a second), retried like O(lock_timeout) says. Indexes, constraints, foreign keys
+        both ways, defaults, identity and serial sequences, triggers, rules, privileges, row level
+        security, views, publications, comments, owner, statistics targets and extended statistics
+        are carried over; tables the method cannot move without a loss are refused with the reason.
+        Needs a primary key or a unique index on NOT NULL columns. Partitions are moved one by one (the
+        switch detaches the old partition and attaches the copy, locking the partitioned table briefly);
+        a partitioned table's own access method and materialized views are changed as with C(rewrite).
+      - With O(method=online) an interrupted run (killed, connection lost) leaves the table untouched and
+        its state in C(tdeops_online.jobs); the next run resumes it. Other errors remove the copy again.
+    type: str
+    choices: [ rewrite, online ]
+    default: rewrite
+  online_batch_rows:
+    description:
+      - O(method=online) only. Rows copied per transaction (in key order).
+    type: int
+    default: 50000
+  online_keep_old:
+    description:
+      - O(method=online) only. Keep the old table as C(tdeops_online.old_<oid>) after the switch and its
+        verification, instead of dropping it (drop it yourself when done).
+    type: bool
+    default: false
+  online_abort:
+    description:
+      - O(method=online) only. Do not move anything; remove what an interrupted online run left for the
+        selected tables (copy, change log, triggers). A job whose switch is done is finished instead.
+    type: bool
+    default: false
+  online_max_catchup_seconds:
+    description:
+      - O(method=online) only. How long the copy may try to catch up with the writes before the switch;
+        when the writes outpace it, the task fails and keeps the copy (run again later).
+    type: float
+    default: 3600
 attributes:
   check_mode:
     description: Returns the plan (tables, sizes, bytes to rewrite, order, free space) and changes nothing.
@@ -215,6 +269,8 @@ plan:
       toast_bytes: 0
       tablespace: pg_default
       partition_of: null
+      method: rewrite
+      online: null
 bytes_to_rewrite:
   description: Sum of C(size_bytes) of the tables in RV(plan) that are rewritten (table, indexes and TOAST).
   returned: always
@@ -236,6 +292,13 @@ tables:
     - C(verified) is true when C(pg_tde_is_encrypted) of the table, its indexes, TOAST and TOAST
       index was as expected; C(checksum_match) compares rows before and after (null without
       O(verify_integrity)).
+    - With O(method=online) C(status) can also be C(aborted) (O(online_abort)), C(checksum_match) compares
+      the old table after the switch with the new one at the switch, and each entry also has
+      C(method), C(copied_rows), C(rounds) and C(replayed_keys) (catch-up), the lock times
+      C(setup_lock_seconds) (writes blocked), C(switch_lock_wait_seconds) and C(switch_lock_seconds)
+      (reads and writes blocked), C(resumed_from) (phase of an interrupted run this one went on from),
+      C(restarted) (why an earlier job was dropped and started over), C(old_table) (with
+      O(online_keep_old)), C(job_kept) (the copy was kept for the next run) and C(phase_seconds).
   returned: always
   type: list
   elements: dict
@@ -278,6 +341,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
     postgres_argument_spec,
     PgSession,
 )
+from ansible_collections.tdeops.pg_tde.plugins.module_utils import _online as online
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     key_info,
     require_pg_tde,
@@ -304,9 +368,12 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._tables import (
 
 PLAN_KEYS = ('order', 'database', 'schema', 'table', 'kind', 'action', 'access_method',
              'target_access_method', 'size_bytes', 'size', 'table_bytes', 'index_bytes', 'toast_bytes',
-             'tablespace', 'partition_of')
+             'tablespace', 'partition_of', 'method', 'online')
 RESULT_KEYS = ('database', 'schema', 'table', 'action', 'status', 'size_bytes', 'seconds', 'attempts',
                'verified', 'checksum_match', 'rows', 'error')
+ONLINE_RESULT_KEYS = ('method', 'copied_rows', 'rounds', 'replayed_keys', 'setup_lock_seconds',
+                      'switch_lock_wait_seconds', 'switch_lock_seconds', 'resumed_from', 'restarted', 'old_table',
+                      'job_kept', 'phase_seconds')
 
 
 def argument_spec() -> dict[str, Any]:
@@ -327,6 +394,11 @@ def argument_spec() -> dict[str, Any]:
         parallel=dict(type='int', default=1),
         verify_integrity=dict(type='bool', default=True),
         free_space_margin=dict(type='float', default=20),
+        method=dict(type='str', default='rewrite', choices=['rewrite', 'online']),
+        online_batch_rows=dict(type='int', default=50000),
+        online_keep_old=dict(type='bool', default=False),
+        online_abort=dict(type='bool', default=False),
+        online_max_catchup_seconds=dict(type='float', default=3600),
     )
     return spec
 
@@ -349,6 +421,10 @@ def option_errors(params: dict[str, Any]) -> list[str]:
         errors.append('free_space_margin must be 0 or more (percent), not %s' % params['free_space_margin'])
     if not (params['lock_timeout'] or '').strip():
         errors.append('lock_timeout must not be empty (for example 5s; 0 waits forever)')
+    if params.get('online_batch_rows') is not None and params['online_batch_rows'] < 1:
+        errors.append('online_batch_rows must be 1 or more, not %s' % params['online_batch_rows'])
+    if params.get('online_abort') and params.get('method') != 'online':
+        errors.append('online_abort needs method: online')
     return errors
 
 
@@ -368,6 +444,7 @@ def make_item(database: str, rel: dict[str, Any], state: str, action: str, reaso
         'table_bytes': size.get('table_bytes', 0), 'index_bytes': size.get('index_bytes', 0),
         'toast_bytes': size.get('toast_bytes', 0), 'tablespace': spc_name, 'directory': directory,
         'partition_of': display_name(parent['schema'], parent['name']) if parent else None,
+        'method': 'rewrite', 'online': None,
     }
     return item
 
@@ -389,13 +466,14 @@ class Runner:
         self.free_space: list[dict[str, Any]] = []
         self.versions: dict[str, int] = {}
         self.wall_seconds = 0.0
+        self.online_queries: list[str] = []
 
     # -- helpers -----------------------------------------------------------
     def executed_queries(self) -> list[str]:
         out: list[str] = []
         for session in list(self.sessions.values()) + self.extra_sessions:
             out.extend(session.executed_queries)
-        return out
+        return out + self.online_queries
 
     def close(self) -> None:
         for session in list(self.sessions.values()) + self.extra_sessions:
@@ -409,7 +487,8 @@ class Runner:
             plan=[{k: i.get(k) for k in PLAN_KEYS} for i in self.plan],
             bytes_to_rewrite=sum(i['size_bytes'] for i in self.plan if i['action'] == 'rewrite'),
             skipped_tables=self.skipped,
-            tables=[{k: r.get(k) for k in RESULT_KEYS} for r in self.results],
+            tables=[{k: r.get(k) for k in RESULT_KEYS + (ONLINE_RESULT_KEYS if r.get('method') == 'online' else ())}
+                    for r in self.results],
             free_space=self.free_space,
             summary=dict(planned=len(self.plan), changed=len([r for r in self.results if r.get('changed')]),
                          failed=len([r for r in self.results if r.get('status') == 'failed']),
@@ -443,6 +522,9 @@ class Runner:
                                    all_tables=self.p['all_tables'], exclude=self.p['exclude'],
                                    include_matviews=self.p['include_matviews'])
             errors.extend('database "%s": %s' % (db, e) for e in sel['errors'])
+            for rel in [r for r in sel['selected'] if r['schema'] == online.STATE_SCHEMA]:
+                # the online method's own state (jobs, copies, change logs) is never a table to move
+                sel['selected'].remove(rel)
             sizes = fetch_sizes(session, [r['oid'] for r in sel['selected'] if r['relkind'] in ('r', 'm')])
             spaces = tablespace_directories(session)
             for rel, entry in sel['excluded']:
@@ -461,10 +543,48 @@ class Runner:
                     where = display_name(rel['schema'], rel['name'])
                     errors.append('database "%s": %s is not owned by %s (or a role it belongs to): connect as '
                                   'its owner or a superuser' % (db, where, self.p['login_user']))
+                if self.p['method'] == 'online' and item['action'] == 'rewrite' and rel['relkind'] == 'r':
+                    item['method'] = 'online'
+                    item['online'] = online.plan_item(session, item, self.p['free_space_margin'])
+                    if item['online']['refused'] and not self.p['online_abort']:
+                        errors.append('database "%s": %s cannot be moved online: %s (use method: rewrite for it, '
+                                      'or exclude it)' % (db, display_name(rel['schema'], rel['name']),
+                                                          '; '.join(item['online']['refused'])))
                 items.append(item)
+            if self.p['method'] == 'online':
+                items.extend(self.online_leftovers(db, session, items, sel))
         if errors:
             self.fail('Nothing was changed: %s.' % '; '.join(errors))
+        finishing = [i for i in items if i['action'] == 'finish']
         self.plan = order_plan(items, self.p['order'])
+        for n, item in enumerate(finishing, len(self.plan) + 1):
+            item['order'] = n
+        self.plan.extend(finishing)
+        if self.p['online_abort']:
+            self.plan = [i for i in self.plan if i['method'] == 'online' or i['action'] == 'finish']
+
+    def online_leftovers(self, db: str, session: PgSession, items: list[dict[str, Any]],
+                         sel: dict[str, Any]) -> list[dict[str, Any]]:
+        """Jobs an interrupted online run left: switched ones of selected tables are finished;
+        others of tables not planned now are reported (they keep logging until resumed or aborted)."""
+        planned = {i['oid'] for i in items}
+        selected = {r['oid'] for r in sel['selected']}
+        out = []
+        for job in online.leftover_jobs(session):
+            where = display_name(job['schema_name'], job['table_name'])
+            if job['phase'] == 'swapped' and int(job['new_oid'] or 0) in selected:
+                out.append({'database': db, 'schema': job['schema_name'], 'table': job['table_name'],
+                            'oid': int(job['job_id']), 'relkind': 'r', 'kind': 'table', 'action': 'finish',
+                            'access_method': job['target_am'], 'target_access_method': job['target_am'],
+                            'size_bytes': 0, 'size': '', 'table_bytes': 0, 'index_bytes': 0, 'toast_bytes': 0,
+                            'tablespace': None, 'directory': '', 'partition_of': None, 'method': 'online',
+                            'online': {'pending_job': dict(job, started_at=job['started_at'])}, 'reason': None})
+            elif int(job['source_oid']) not in planned:
+                self.module.warn('database "%s": an online move of %s started %s is pending (phase %s): its '
+                                 'triggers log every write until it is resumed (select the table again with method: '
+                                 'online) or removed (online_abort: true)' % (db, where, job['started_at'],
+                                                                              job['phase']))
+        return out
 
     # -- checks before any change ------------------------------------------
     def check_keys_and_settings(self) -> None:
@@ -540,6 +660,10 @@ class Runner:
 
     # -- the change --------------------------------------------------------
     def run_item(self, session: PgSession, item: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+        if item.get('method') == 'online' or item['action'] == 'finish':
+            res, queries = online.run_item(self.module, item, self.state, self.p, pg_error_text)
+            self.online_queries.extend(queries)
+            return dict(item, **res)
         if item['action'] == 'rewrite' and item.get('directory'):
             try:
                 avail = free_bytes(item['directory'])[1]
@@ -573,7 +697,7 @@ class Runner:
     def _execute(self) -> None:
         stop = threading.Event()
         parents = [i for i in self.plan if i['action'] == 'set_access_method']
-        rewrites = [i for i in self.plan if i['action'] == 'rewrite']
+        rewrites = [i for i in self.plan if i['action'] in ('rewrite', 'finish')]
         workers = min(self.p['parallel'], len(rewrites))
         # every connection is opened before the first change (a refused connection fails the task cleanly)
         pools: list[dict[str, PgSession]] = []
@@ -658,6 +782,9 @@ def main() -> None:
         runner.fail('Nothing was changed: reading the catalog or the pg_tde state failed: %s' % pg_error_text(exc))
     if module.check_mode:
         for item in runner.plan:
+            if item.get('method') == 'online' or item['action'] == 'finish':
+                runner.sessions[item['database']].execute(online.preview_statement(item, module.params))
+                continue
             runner.sessions[item['database']].execute(rewrite_statement(item, item['target_access_method']))
         out = runner.output()
         if module._diff:
