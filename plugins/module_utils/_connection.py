@@ -7,9 +7,11 @@ write at all in check mode."""
 from __future__ import annotations
 
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import pg_error_text
 
 try:
     import psycopg
@@ -39,7 +41,7 @@ def postgres_argument_spec() -> dict[str, Any]:
     )
 
 
-def ensure_psycopg(module) -> None:
+def ensure_psycopg(module: Any) -> None:
     if PSYCOPG_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
 
@@ -67,27 +69,7 @@ def conninfo_kwargs(params: dict[str, Any], database: str | None = None) -> dict
     return kw
 
 
-def pg_error_text(exc: BaseException) -> str:
-    """PostgreSQL's own words: message, SQLSTATE, detail and hint, as psql shows them."""
-    diag = getattr(exc, 'diag', None)
-    if diag is None or not getattr(diag, 'message_primary', None):
-        return str(exc).strip()
-    text = diag.message_primary
-    if diag.sqlstate:
-        text = '%s (SQLSTATE %s)' % (text, diag.sqlstate)
-    if diag.message_detail:
-        text += ' DETAIL: %s' % diag.message_detail
-    if diag.message_hint:
-        text += ' HINT: %s' % diag.message_hint
-    return text
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    diag = getattr(exc, 'diag', None)
-    return getattr(diag, 'sqlstate', None) if diag is not None else None
-
-
-def connect(module, database: str | None = None, autocommit: bool = True):
+def connect(module: Any, database: str | None = None, autocommit: bool = True) -> Any:
     """Open a connection or fail the module with a message that says what to check."""
     ensure_psycopg(module)
     kw = conninfo_kwargs(module.params, database)
@@ -109,14 +91,14 @@ class PgSession:
     query() is for reads and always runs; execute() is for changes: it is recorded
     in executed_queries and runs only when check_mode is off."""
 
-    def __init__(self, module, conn, database: str) -> None:
+    def __init__(self, module: Any, conn: Any, database: str) -> None:
         self.module = module
         self.conn = conn
         self.database = database
         self.check_mode: bool = module.check_mode
         self.executed_queries: list[str] = []
 
-    def _render(self, query, params) -> str:
+    def _render(self, query: Any, params: Any) -> str:
         try:
             if params:
                 return psycopg.ClientCursor(self.conn).mogrify(query, params)
@@ -124,16 +106,16 @@ class PgSession:
         except Exception:  # rendering is for the report only
             return str(query)
 
-    def query(self, query, params=None) -> list[dict[str, Any]]:
+    def query(self, query: Any, params: Any = None) -> list[dict[str, Any]]:
         with self.conn.cursor() as cur:
             cur.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-    def query_one(self, query, params=None) -> dict[str, Any] | None:
+    def query_one(self, query: Any, params: Any = None) -> dict[str, Any] | None:
         rows = self.query(query, params)
         return rows[0] if rows else None
 
-    def execute(self, query, params=None, record: str | None = None) -> list[dict[str, Any]]:
+    def execute(self, query: Any, params: Any = None, record: str | None = None) -> list[dict[str, Any]]:
         """Run a change. record replaces the text shown in executed_queries (for secrets)."""
         self.executed_queries.append(record if record is not None else self._render(query, params))
         if self.check_mode:
@@ -147,6 +129,31 @@ class PgSession:
             pass
 
 
-def open_session(module, database: str | None = None) -> PgSession:
+def open_session(module: Any, database: str | None = None) -> PgSession:
     db = database or module.params.get('login_db') or 'postgres'
     return PgSession(module, connect(module, db), db)
+
+
+class Sessions:
+    """One session per database, opened on first use by `opener(database)` and all closed by
+    close() (or at the end of a `with` block). Modules that read several databases use it."""
+
+    def __init__(self, opener: Callable[[str], PgSession]) -> None:
+        self._opener = opener
+        self._open: dict[str, PgSession] = {}
+
+    def __call__(self, database: str) -> PgSession:
+        if database not in self._open:
+            self._open[database] = self._opener(database)
+        return self._open[database]
+
+    def close(self) -> None:
+        for session in self._open.values():
+            session.close()
+        self._open.clear()
+
+    def __enter__(self) -> Sessions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

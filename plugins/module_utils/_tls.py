@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Certificate checks for KMS client material: loading with clear errors, metadata and
-fingerprints, key/certificate match, EKU, expiry, file readability for the PostgreSQL OS user,
-and a real TLS handshake with verification on.
+fingerprints, key/certificate match, EKU, expiry, and a real TLS handshake with verification
+on. Whether the PostgreSQL OS user can read the files is _files.py's concern.
 
 pg_tde itself neither verifies the KMIP server certificate against the CA nor checks the
 client EKU (pg_tde facts section 2 and 6): these checks are what stands in for that.
@@ -14,9 +14,10 @@ import datetime as dt
 import os
 import socket
 import ssl
-import stat
 import traceback
 from typing import Any
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import KMIP_CONNECT_FAILED
 
 try:
     from cryptography import x509
@@ -51,14 +52,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _not_after(cert) -> dt.datetime:
+def _not_after(cert: Any) -> dt.datetime:
     value = getattr(cert, 'not_valid_after_utc', None)
     if value is None:  # cryptography < 42
         value = cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
     return value
 
 
-def _not_before(cert) -> dt.datetime:
+def _not_before(cert: Any) -> dt.datetime:
     value = getattr(cert, 'not_valid_before_utc', None)
     if value is None:
         value = cert.not_valid_before.replace(tzinfo=dt.timezone.utc)
@@ -69,16 +70,16 @@ def iso(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-def name_text(name) -> str:
+def name_text(name: Any) -> str:
     return name.rfc4514_string()
 
 
-def common_name(cert) -> str | None:
+def common_name(cert: Any) -> str | None:
     attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attrs[0].value) if attrs else None
 
 
-def eku_names(cert) -> list[str] | None:
+def eku_names(cert: Any) -> list[str] | None:
     """Extended key usages by short name, or None when the extension is absent."""
     try:
         ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
@@ -90,7 +91,7 @@ def eku_names(cert) -> list[str] | None:
     return names
 
 
-def san_names(cert) -> list[str]:
+def san_names(cert: Any) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -100,14 +101,14 @@ def san_names(cert) -> list[str]:
     return out
 
 
-def is_ca(cert) -> bool:
+def is_ca(cert: Any) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
 
 
-def public_key_fingerprint(public_key) -> str:
+def public_key_fingerprint(public_key: Any) -> str:
     der = public_key.public_bytes(serialization.Encoding.DER,
                                   serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashes.Hash(hashes.SHA256())
@@ -115,7 +116,7 @@ def public_key_fingerprint(public_key) -> str:
     return colon_hex(digest.finalize())
 
 
-def key_description(public_key) -> str:
+def key_description(public_key: Any) -> str:
     if isinstance(public_key, rsa.RSAPublicKey):
         return 'RSA %d' % public_key.key_size
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -129,7 +130,7 @@ def key_description(public_key) -> str:
     return type(public_key).__name__
 
 
-def cert_info(cert, path: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
+def cert_info(cert: Any, path: str | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Metadata of a certificate: what diffs and reports show (never key material)."""
     now = now or utcnow()
     not_after = _not_after(cert)
@@ -192,11 +193,11 @@ def load_certificates(path: str, check: str = 'ca', what: str = 'certificate') -
     return certs
 
 
-def load_certificate(path: str, check: str = 'client_certificate', what: str = 'client certificate'):
+def load_certificate(path: str, check: str = 'client_certificate', what: str = 'client certificate') -> Any:
     return load_certificates(path, check, what)[0]
 
 
-def load_private_key(path: str, check: str = 'client_key'):
+def load_private_key(path: str, check: str = 'client_key') -> Any:
     data = read_file(path, check, 'client key')
     try:
         return serialization.load_pem_private_key(data, password=None)
@@ -209,7 +210,7 @@ def load_private_key(path: str, check: str = 'client_key'):
                             % (path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__), path)
 
 
-def private_key_info(key, path: str | None = None) -> dict[str, Any]:
+def private_key_info(key: Any, path: str | None = None) -> dict[str, Any]:
     """Public facts about a private key: type, size and the public key fingerprint."""
     info = {'public_key': key_description(key.public_key()),
             'public_key_fingerprint_sha256': public_key_fingerprint(key.public_key())}
@@ -221,11 +222,11 @@ def private_key_info(key, path: str | None = None) -> dict[str, Any]:
 # --- decisions (pure) ------------------------------------------------------------------------
 
 
-def key_matches(cert, key) -> bool:
+def key_matches(cert: Any, key: Any) -> bool:
     return public_key_fingerprint(cert.public_key()) == public_key_fingerprint(key.public_key())
 
 
-def eku_problem(cert, purpose: str = 'clientAuth') -> str | None:
+def eku_problem(cert: Any, purpose: str = 'clientAuth') -> str | None:
     """None when the certificate may be used for `purpose` (no EKU extension, or one that
     lists it or anyExtendedKeyUsage); otherwise a sentence saying what it lists instead."""
     try:
@@ -240,7 +241,7 @@ def eku_problem(cert, purpose: str = 'clientAuth') -> str | None:
             % (purpose, ', '.join(eku_names(cert) or []) or 'nothing'))
 
 
-def validity_problem(cert, now: dt.datetime | None = None) -> str | None:
+def validity_problem(cert: Any, now: dt.datetime | None = None) -> str | None:
     """'expired on ...' / 'not valid before ...' / None."""
     now = now or utcnow()
     if _not_after(cert) < now:
@@ -250,7 +251,7 @@ def validity_problem(cert, now: dt.datetime | None = None) -> str | None:
     return None
 
 
-def expiry_warning(cert, warning_days: int, now: dt.datetime | None = None) -> str | None:
+def expiry_warning(cert: Any, warning_days: int, now: dt.datetime | None = None) -> str | None:
     """A sentence when the certificate expires within `warning_days` (but has not yet)."""
     now = now or utcnow()
     left = _not_after(cert) - now
@@ -260,7 +261,7 @@ def expiry_warning(cert, warning_days: int, now: dt.datetime | None = None) -> s
     return None
 
 
-def issued_by(cert, ca_certs: list) -> bool:
+def issued_by(cert: Any, ca_certs: list) -> bool:
     """True when one of `ca_certs` signed `cert` (signature check, names must match)."""
     for ca in ca_certs:
         if ca.subject != cert.issuer:
@@ -275,65 +276,11 @@ def issued_by(cert, ca_certs: list) -> bool:
     return False
 
 
-def file_access_problems(path: str, user: str, want: str = 'r') -> list[str]:
-    """Why OS user `user` cannot read `path` (or traverse its directories), by owner, group
-    and mode bits; [] when it can. ACLs are not evaluated. root can always read."""
-    import grp
-    import pwd
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        return ['the OS user %s does not exist on this host' % user]
-    if pw.pw_uid == 0:
-        return []
-    gids = {pw.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
-
-    def allowed(st: os.stat_result, bits: tuple[int, int, int]) -> bool:
-        if st.st_uid == pw.pw_uid:
-            return bool(st.st_mode & bits[0])
-        if st.st_gid in gids:
-            return bool(st.st_mode & bits[1])
-        return bool(st.st_mode & bits[2])
-
-    problems: list[str] = []
-    parent = os.path.dirname(os.path.abspath(path))
-    while True:
-        try:
-            st = os.stat(parent)
-        except OSError:
-            break
-        if not allowed(st, (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)):
-            problems.append('%s cannot enter directory %s (owner uid %d, gid %d, mode %04o)'
-                            % (user, parent, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
-        if parent == os.path.dirname(parent):
-            break
-        parent = os.path.dirname(parent)
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return problems + ['%s: %s' % (path, exc.strerror)]
-    if not allowed(st, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)):
-        problems.append('%s cannot read %s (owner uid %d, gid %d, mode %04o)'
-                        % (user, path, st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)))
-    return problems
-
-
-def loose_key_mode(path: str) -> str | None:
-    """A sentence when a private key or token file is readable by others (mode & 0o007)."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        return None
-    if mode & 0o077 & ~0o040:  # group read (0640) is tolerated, anything for others is not
-        return '%s has mode %04o: a secret must not be accessible to other users (use 0600)' % (path, mode)
-    return None
-
-
 # --- the TLS handshake -----------------------------------------------------------------------
 
 
 def _peer_certificate(host: str, port: int, timeout: float, client_cert: str | None,
-                      client_key: str | None):
+                      client_key: str | None) -> Any:
     """The server's leaf certificate, fetched with verification off (only for reporting)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -448,5 +395,5 @@ def _client_rejected(where: str, exc: ssl.SSLError) -> TlsCheckError:
         return TlsCheckError('client_rejected', 'The KMS at %s refused the TLS handshake (%s): it '
                              'does not accept the client certificate (not issued by a CA it trusts, '
                              'wrong key usage, or no common cipher). pg_tde would report only '
-                             '"SSL error: BIO_do_connect failed".' % (where, reason))
+                             '"%s".' % (where, reason, KMIP_CONNECT_FAILED))
     return TlsCheckError('connect', 'TLS handshake with %s failed: %s.' % (where, reason))

@@ -143,7 +143,8 @@ options:
       databases:
         description:
           - Databases whose own key is checked. Default is every database that accepts
-            connections and is not a template; databases without the pg_tde extension are skipped.
+            connections, C(template1) included (it can carry the extension and a key of its own;
+            C(template0) accepts no connections); databases without the pg_tde extension are skipped.
         type: list
         elements: str
 requirements:
@@ -262,7 +263,19 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._kmip import (
     plan,
     state_after,
 )
-from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import postgres_argument_spec
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
+    Sessions,
+    ensure_psycopg,
+    open_session,
+    postgres_argument_spec,
+)
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import database_keys
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
+    KEY_NAME_MAX_BYTES,
+    connectable_databases,
+    has_extension,
+    try_key_info,
+)
 
 
 class _SubModule:
@@ -280,50 +293,31 @@ class _SubModule:
 
 
 def keys_in_use(module: AnsibleModule, params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Server, default and database keys of the server in protect_from_pg."""
-    from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
-        ensure_psycopg, open_session, pg_error_text)
-    from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
-        extension_version, key_info)
-
+    """Server, default and database keys of the server in protect_from_pg. A key that cannot be
+    read fails the module: a key that might be in use is never revoked or destroyed."""
     sub = _SubModule(module, params)
     ensure_psycopg(sub)
     found: list[dict[str, Any]] = []
-    session = open_session(sub)
-    try:
-        if extension_version(session) is None:
+    with Sessions(lambda db: open_session(sub, db)) as sessions:
+        main = sessions(params['login_db'])
+        if not has_extension(main):
             sub.fail_json(msg='the pg_tde extension does not exist in database "%s", so the server '
                               'and default keys cannot be read. Set protect_from_pg.login_db to a '
-                              'database with the extension.' % session.database)
+                              'database with the extension.' % main.database)
         for kind in ('server', 'default'):
-            try:
-                info = key_info(session, kind)
-            except Exception as exc:
-                sub.fail_json(msg='cannot read the %s key: %s' % (kind, pg_error_text(exc)))
+            info, err = try_key_info(main, kind)
+            if err:
+                sub.fail_json(msg='cannot read the %s key: %s' % (kind, err))
             if info:
                 found.append(dict(kind=kind, database=None, key_name=info['key_name'],
                                   provider_name=info['provider_name']))
-        databases = params.get('databases')
-        if not databases:
-            rows = session.query('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate '
-                                 'ORDER BY datname')
-            databases = [r['datname'] for r in rows]
-    finally:
-        session.close()
-    for database in databases:
-        db_session = open_session(sub, database)
-        try:
-            if extension_version(db_session) is None:
-                continue
-            try:
-                info = key_info(db_session, 'database')
-            except Exception as exc:
-                sub.fail_json(msg='cannot read the key of database "%s": %s' % (database, pg_error_text(exc)))
+        databases = params.get('databases') or connectable_databases(main)
+        for database, (info, err) in database_keys(sessions, databases).items():
+            if err:
+                sub.fail_json(msg='cannot read the key of database "%s": %s' % (database, err))
             if info:
                 found.append(dict(kind='database', database=database, key_name=info['key_name'],
                                   provider_name=info['provider_name']))
-        finally:
-            db_session.close()
     return found
 
 
@@ -370,8 +364,8 @@ def main() -> None:
     if missing:
         module.fail_json(msg='kmip_key needs %s: the KMIP server and the client certificate, key and '
                              'CA of the identity that owns the key.' % ', '.join(missing))
-    if len(p['name'].encode('utf-8')) > 255:
-        module.fail_json(msg='name is longer than 255 bytes, the limit of pg_tde key names.')
+    if len(p['name'].encode('utf-8')) > KEY_NAME_MAX_BYTES:
+        module.fail_json(msg='name is longer than %d bytes, the limit of pg_tde key names.' % KEY_NAME_MAX_BYTES)
 
     name, state, length, reason = p['name'], p['state'], p['length'], p['revocation_reason']
     result: dict[str, Any] = dict(changed=False, operations=[])

@@ -18,9 +18,10 @@ description:
     clientAuth when it has an extended key usage extension; that no certificate has expired or
     is not yet valid; and it makes a real TLS handshake to O(kmip_host):O(kmip_port) with the
     client certificate and full verification (chain to O(kmip_ca), host name, validity).
-  - For O(type=vault_v2) it checks the CA file, the token file (exists, readable, not empty,
-    first line used, as pg_tde reads it), a verified TLS handshake with the Vault/OpenBao server
-    and optionally the token itself (O(vault_check_token)).
+  - For O(type=vault_v2) it checks the CA file, the token file (exists, readable, and the token
+    as pg_tde reads it, from the start of the file up to the first blank, is not empty), a
+    verified TLS handshake with the Vault/OpenBao server and optionally the token itself
+    (O(vault_check_token)).
   - Each failing check fails the module with a message naming the file and the problem. All
     checks run; the message lists every failure. Warnings are given for certificates that expire
     within O(expiry_warning_days).
@@ -193,17 +194,22 @@ tls:
 '''
 
 import hashlib
-import json
 import os
 from typing import Any
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _tls
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import KMIP_CLIENT_KEY_FAILED
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._files import file_access_problems, loose_secret_mode
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._kmip import kmip_argument_spec, missing_connection_options
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._vault import (
+    VaultCheckError,
+    check_kv2_mount,
+    read_token_file,
+    vault_get,
+)
 
 
 class Report:
@@ -232,7 +238,7 @@ class Report:
         return any(c['name'] == name and c['result'] == 'failed' for c in self.checks)
 
 
-def check_cert_validity(report: Report, role: str, cert, path: str, warning_days: int) -> None:
+def check_cert_validity(report: Report, role: str, cert: Any, path: str, warning_days: int) -> None:
     label = {'ca': 'CA certificate', 'client': 'client certificate', 'server': 'server certificate'}[role]
     problem = _tls.validity_problem(cert)
     where = path if role != 'server' else 'the KMS server certificate (%s)' % path
@@ -271,13 +277,13 @@ def check_files_access(report: Report, paths: list[str | None], user: str | None
     problems: list[str] = []
     for path in paths:
         if path and os.path.exists(path):
-            problems += _tls.file_access_problems(path, user)
+            problems += file_access_problems(path, user)
     if problems:
         report.fail('file_access', 'PostgreSQL (OS user %s) cannot read its files: %s.' % (user, '; '.join(problems)))
     else:
         report.ok('file_access', 'readable by %s' % user)
     for path in secrets:
-        loose = _tls.loose_key_mode(path) if path else None
+        loose = loose_secret_mode(path) if path else None
         if loose:
             report.warn('secret_file_mode', loose)
 
@@ -304,9 +310,9 @@ def kmip_checks(module: AnsibleModule, report: Report, certificates: dict[str, A
         else:
             report.fail('client_key_match', '%s: the client key does not belong to the client certificate %s '
                                             '(public key sha256 of the key %s, of the certificate %s). pg_tde '
-                                            'would fail with "SSL error: Loading the client key failed".'
+                                            'would fail with "%s".'
                         % (p['kmip_key'], p['kmip_cert'], _tls.public_key_fingerprint(key.public_key()),
-                           _tls.public_key_fingerprint(cert.public_key())))
+                           _tls.public_key_fingerprint(cert.public_key()), KMIP_CLIENT_KEY_FAILED))
     if cert is not None:
         eku = _tls.eku_problem(cert, 'clientAuth')
         if eku:
@@ -354,42 +360,18 @@ def handshake(report: Report, certificates: dict[str, Any], result: dict[str, An
 
 
 def read_token(report: Report, path: str) -> str | None:
+    """The token as pg_tde reads it (the start of the file up to the first blank)."""
     try:
-        data = _tls.read_file(path, 'token_file', 'token')
-    except _tls.TlsCheckError as exc:
+        token, ignored = read_token_file(path)
+    except VaultCheckError as exc:
         report.fail('token_file', str(exc))
         return None
-    text = data.decode('utf-8', errors='replace')
-    first = text.splitlines()[0].strip() if text.strip() else ''
-    if not first:
-        report.fail('token_file', '%s: the token file is empty or its first line is blank; pg_tde reads '
-                                  'the token from the first line.' % path)
-        return None
-    extra = len([ln for ln in text.splitlines()[1:] if ln.strip()])
-    detail = '%s: token on the first line (%d characters)' % (path, len(first))
-    if extra:
-        report.warn('token_file', '%s; %d more non-empty line(s) are ignored by pg_tde' % (detail, extra))
+    detail = '%s: token on the first line (%d characters)' % (path, len(token))
+    if ignored:
+        report.warn('token_file', '%s; pg_tde ignores everything after the token' % detail)
     else:
         report.ok('token_file', detail)
-    return first
-
-
-def vault_request(url: str, path: str, token: str, ca: str | None, timeout: int,
-                  namespace: str | None) -> tuple[int, dict[str, Any]]:
-    """GET /v1/<path> with the token; (status, JSON body). HTTP errors are returned."""
-    headers = {'X-Vault-Token': token}
-    if namespace:
-        headers['X-Vault-Namespace'] = namespace
-    try:
-        resp = open_url(url.rstrip('/') + '/v1/' + path, method='GET', headers=headers, timeout=timeout,
-                        validate_certs=True, ca_path=ca)
-        return resp.getcode(), json.loads(resp.read() or b'{}')
-    except HTTPError as exc:
-        try:
-            body = json.loads(exc.read() or b'{}')
-        except ValueError:
-            body = {}
-        return exc.code, body
+    return token
 
 
 def vault_checks(module: AnsibleModule, report: Report, certificates: dict[str, Any], result: dict[str, Any]) -> None:
@@ -424,9 +406,9 @@ def vault_checks(module: AnsibleModule, report: Report, certificates: dict[str, 
         report.skip('token_lookup', 'skipped: the mount check failed')
         return
     try:
-        status, body = vault_request(url, 'auth/token/lookup-self', token, p['vault_ca_path'],
-                                     p['timeout'], p['vault_namespace'])
-    except (URLError, OSError, ValueError) as exc:
+        status, body = vault_get(url, 'auth/token/lookup-self', token, p['vault_ca_path'],
+                                 p['timeout'], p['vault_namespace'])
+    except (OSError, ValueError) as exc:
         report.fail('token_lookup', 'Token lookup at %s failed: %s.' % (url, exc))
         return
     if status != 200:
@@ -449,31 +431,12 @@ def vault_checks(module: AnsibleModule, report: Report, certificates: dict[str, 
 
 
 def check_mount(report: Report, url: str, mount: str, token: str, p: dict[str, Any]) -> bool:
-    """The reads pg_tde makes when a vault_v2 provider is added: sys/mounts/<mount> (KV v2)
-    and a list of <mount>/metadata."""
+    """The reads pg_tde makes when a vault_v2 provider is added (_vault.check_kv2_mount)."""
     try:
-        status, body = vault_request(url, 'sys/mounts/%s' % mount, token, p['vault_ca_path'],
-                                     p['timeout'], p['vault_namespace'])
-        if status != 200:
-            report.fail('vault_mount', 'The token in %s cannot read sys/mounts/%s (HTTP %d): it is invalid or '
-                                       'expired, or its policy lacks read on sys/mounts/%s, which pg_tde needs; '
-                                       'the mount must exist (the bare KV mount, e.g. "secret").'
-                        % (p['vault_token_path'], mount, status, mount))
-            return False
-        data = body.get('data', body)
-        version = str((data.get('options') or {}).get('version', ''))
-        if data.get('type') != 'kv' or version != '2':
-            report.fail('vault_mount', 'Mount %s is type %s version %s; pg_tde needs a KV version 2 mount.'
-                        % (mount, data.get('type'), version or '1'))
-            return False
-        status, _body = vault_request(url, '%s/metadata/?list=true' % mount, token, p['vault_ca_path'],
-                                      p['timeout'], p['vault_namespace'])
-    except (URLError, OSError, ValueError) as exc:
-        report.fail('vault_mount', 'Reading mount %s at %s failed: %s.' % (mount, url, exc))
-        return False
-    if status not in (200, 404):
-        report.fail('vault_mount', 'The token in %s cannot list %s/metadata (HTTP %d); pg_tde needs list on it.'
-                    % (p['vault_token_path'], mount, status))
+        check_kv2_mount(url, mount, token, p['vault_token_path'], p['vault_ca_path'], p['vault_namespace'],
+                        p['timeout'])
+    except VaultCheckError as exc:
+        report.fail('vault_mount', str(exc))
         return False
     report.ok('vault_mount', 'mount %s is KV version 2, readable and listable with the token' % mount)
     return True
@@ -481,8 +444,8 @@ def check_mount(report: Report, url: str, mount: str, token: str, p: dict[str, A
 
 def file_view(option: str, path: str | None) -> dict[str, Any] | None:
     """Metadata of one file for the diff: certificates by subject, fingerprint and expiry, keys
-    by public key fingerprint, tokens by a digest of the first line that is only compared,
-    never returned."""
+    by public key fingerprint, tokens by a digest of the token pg_tde reads that is only
+    compared, never returned."""
     if not path or not os.path.isfile(path):
         return None
     try:
@@ -491,10 +454,9 @@ def file_view(option: str, path: str | None) -> dict[str, Any] | None:
             return {k: info[k] for k in ('path', 'subject', 'issuer', 'not_after', 'fingerprint_sha256')}
         if option == 'kmip_key':
             return _tls.private_key_info(_tls.load_private_key(path), path)
-        with open(path, 'rb') as fh:
-            first = (fh.read().splitlines() or [b''])[0].strip()
-        return {'path': path, '_digest': hashlib.sha256(first).hexdigest()}
-    except (_tls.TlsCheckError, OSError):
+        token = read_token_file(path)[0]
+        return {'path': path, '_digest': hashlib.sha256(token.encode('utf-8')).hexdigest()}
+    except (_tls.TlsCheckError, VaultCheckError, OSError):
         return {'path': path, 'unreadable': True}
 
 

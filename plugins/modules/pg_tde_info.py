@@ -27,8 +27,8 @@ extends_documentation_fragment:
 options:
   databases:
     description:
-      - Databases to look at. Default is every database that allows connections, except
-        C(template0).
+      - Databases to look at. Default is every database that allows connections, C(template1)
+        included (it can carry the extension and a key of its own); C(template0) allows none.
     type: list
     elements: str
   include_relations:
@@ -101,8 +101,6 @@ pg_tde:
       type: dict
     principal_keys:
       description:
-        - The same dict is also returned as C(keys); read that one with brackets in Jinja
-          (C(tde.pg_tde['keys'])), because C(.keys) is the dict method.
         - C(server), C(default) and C(databases) (database name -> key). A key is null when none is
           set, or has C(key_name), C(provider_name), C(provider_id), C(provider_scope),
           C(key_creation_time); C(same_as_default) for database keys; C(error) when it could not be read.
@@ -134,18 +132,20 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
+    Sessions,
     open_session,
     pg_error_text,
     postgres_argument_spec,
 )
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import database_keys, same_key
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     connectable_databases,
     extension_version,
     list_providers,
     parse_tde_version,
     public_provider,
-    same_key,
     split_guc_list,
+    tde_version_text,
     try_key_info,
 )
 
@@ -199,75 +199,73 @@ def wal_encryption(settings: list[dict[str, Any]], server_key: dict[str, Any] | 
     }
 
 
-def read_key(session, kind: str, warnings: list[str], label: str) -> dict[str, Any] | None:
-    """A key's info, {'error': text} when pg_tde could not read it (warned), None when unset."""
-    info, err = try_key_info(session, kind)
+def reported_key(info: dict[str, Any] | None, err: str | None, warnings: list[str],
+                 label: str) -> dict[str, Any] | None:
+    """A key as reported: its info, {'error': text} when pg_tde could not read it (warned),
+    None when unset."""
     if err:
         warnings.append('Could not read the %s: %s' % (label, err))
         return {'error': err}
     return info
 
 
-def gather(module) -> dict[str, Any]:
-    params = module.params
-    login_db = params['login_db']
-    warnings: list[str] = []
-    main = open_session(module, login_db)
-    sessions = {login_db: main}
-    try:
-        settings = [dict(r) for r in main.query(SETTINGS_SQL)]
-        spl_row = next((s for s in settings if s['name'] == 'shared_preload_libraries'), None)
-        spl = split_guc_list(spl_row['setting'] if spl_row else '')
-        preloaded = 'pg_tde' in spl
-        databases = params.get('databases') or connectable_databases(main)
+def gather(module: AnsibleModule) -> dict[str, Any]:
+    with Sessions(lambda db: open_session(module, db)) as sessions:
+        return gather_from(module, sessions)
 
-        out_dbs: dict[str, Any] = {}
-        db_providers: dict[str, Any] = {}
-        db_keys: dict[str, Any] = {}
-        global_providers: list[dict[str, Any]] = []
-        server_key = default_key = None
-        version_text = None
-        first = True
-        for db in databases:
-            if db not in sessions:
-                sessions[db] = open_session(module, db)
-            session = sessions[db]
-            ext = extension_version(session)
-            entry: dict[str, Any] = {'extension': ext is not None, 'extension_version': ext}
-            usable = preloaded and ext is not None
-            if usable:
-                if first:
-                    first = False
-                    row = session.query_one('SELECT pg_tde_version() AS v')
-                    version_text = row['v'] if row else None
-                    global_providers = [public_provider(p, 'global') for p in list_providers(session, 'global')]
-                    server_key = read_key(session, 'server', warnings, 'server key')
-                    default_key = read_key(session, 'default', warnings, 'default key')
-                db_providers[db] = [public_provider(p, 'database') for p in list_providers(session, 'database')]
-                key = read_key(session, 'database', warnings, 'key of database "%s"' % db)
-                if key is not None and not key.get('error'):
-                    key['same_as_default'] = same_key(key, default_key)
-                db_keys[db] = key
-            if params['include_relations']:
-                if ext is not None and not preloaded:
-                    warnings.append('pg_tde is not preloaded: the encryption state of relations in "%s" is read '
-                                    'from their access method (tde_heap).' % db)
-                sql = RELATIONS_SQL if usable else RELATIONS_BY_AM_SQL
-                try:
-                    rows = session.query(sql)
-                except Exception as exc:
-                    warnings.append('Could not list the relations of "%s": %s' % (db, pg_error_text(exc)))
-                    rows = []
-                    entry['error'] = pg_error_text(exc)
-                entry['encrypted'], entry['unencrypted'] = split_relations(rows)
-            out_dbs[db] = entry
-    finally:
-        for session in sessions.values():
-            session.close()
+
+def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
+    params = module.params
+    warnings: list[str] = []
+    main = sessions(params['login_db'])
+    settings = [dict(r) for r in main.query(SETTINGS_SQL)]
+    spl_row = next((s for s in settings if s['name'] == 'shared_preload_libraries'), None)
+    spl = split_guc_list(spl_row['setting'] if spl_row else '')
+    preloaded = 'pg_tde' in spl
+    databases = params.get('databases') or connectable_databases(main)
+    # pg_tde functions must not be called when pg_tde is not preloaded: no keys are read then.
+    keys = database_keys(sessions, databases) if preloaded else {}
+
+    out_dbs: dict[str, Any] = {}
+    db_providers: dict[str, Any] = {}
+    db_keys: dict[str, Any] = {}
+    global_providers: list[dict[str, Any] | None] = []
+    server_key = default_key = None
+    version_text = None
+    first = True
+    for db in databases:
+        session = sessions(db)
+        ext = extension_version(session)
+        entry: dict[str, Any] = {'extension': ext is not None, 'extension_version': ext}
+        usable = preloaded and ext is not None
+        if usable:
+            if first:
+                first = False
+                version_text = tde_version_text(session)
+                global_providers = [public_provider(p, 'global') for p in list_providers(session, 'global')]
+                server_key = reported_key(*try_key_info(session, 'server'), warnings, 'server key')
+                default_key = reported_key(*try_key_info(session, 'default'), warnings, 'default key')
+            db_providers[db] = [public_provider(p, 'database') for p in list_providers(session, 'database')]
+            key = reported_key(*keys.get(db, (None, None)), warnings, 'key of database "%s"' % db)
+            if key is not None and not key.get('error'):
+                key['same_as_default'] = same_key(key, default_key)
+            db_keys[db] = key
+        if params['include_relations']:
+            if ext is not None and not preloaded:
+                warnings.append('pg_tde is not preloaded: the encryption state of relations in "%s" is read '
+                                'from their access method (tde_heap).' % db)
+            sql = RELATIONS_SQL if usable else RELATIONS_BY_AM_SQL
+            try:
+                rows = session.query(sql)
+            except Exception as exc:
+                warnings.append('Could not list the relations of "%s": %s' % (db, pg_error_text(exc)))
+                rows = []
+                entry['error'] = pg_error_text(exc)
+            entry['encrypted'], entry['unencrypted'] = split_relations(rows)
+        out_dbs[db] = entry
 
     for text in warnings:
         module.warn(text)
-    keys = {'server': server_key, 'default': default_key, 'databases': db_keys}
     clean_settings = [{'name': s['name'], 'setting': s['setting'], 'pending_restart': bool(s['pending_restart']),
                        'context': s['context']} for s in settings]
     return {
@@ -278,8 +276,7 @@ def gather(module) -> dict[str, Any]:
         'settings': clean_settings,
         'wal_encryption': wal_encryption(clean_settings, server_key, version_text is not None),
         'providers': {'global': global_providers, 'databases': db_providers},
-        'keys': keys,
-        'principal_keys': keys,
+        'principal_keys': {'server': server_key, 'default': default_key, 'databases': db_keys},
         'databases': out_dbs,
     }
 

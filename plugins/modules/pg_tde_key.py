@@ -151,8 +151,8 @@ principal_keys:
     - The keys in place after the run (in check mode, unchanged). Each is null when no key is
       set, or a dict with C(key_name), C(provider_name), C(provider_id), C(provider_scope) and
       C(key_creation_time) (ISO 8601).
-    - The same dict is also returned as C(keys) (the name the roles use); in Jinja read that one
-      with brackets, C(result['keys']), because C(result.keys) is the dict method.
+    - Earlier versions also returned this dict as C(keys); that name was removed (C(result.keys) is
+      the dict method in Jinja, and ansible-test refuses a return value named C(keys)).
   returned: always
   type: dict
   sample:
@@ -204,30 +204,36 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
+    Sessions,
     open_session,
     pg_error_text,
     postgres_argument_spec,
 )
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import (
+    is_key_already_exists,
+    tde_failure_message,
+)
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import (
+    database_keys,
+    databases_on_default,
+    key_matches,
+    plan_key_targets,
+    same_key,
+)
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
+    KEY_NAME_MAX_BYTES,
     VERIFY_FUNCTION,
     connectable_databases,
     create_key_statement,
-    databases_on_default,
     find_provider,
     has_extension,
-    is_key_already_exists,
-    key_matches,
     list_providers,
     no_extension_message,
-    plan_key_targets,
     require_pg_tde,
-    same_key,
     set_key_statement,
-    tde_failure_message,
     try_key_info,
+    verify_key,
 )
-
-MAX_KEY_NAME_BYTES = 255
 
 
 def option_problems(params: dict[str, Any]) -> list[str]:
@@ -237,7 +243,7 @@ def option_problems(params: dict[str, Any]) -> list[str]:
     targets = params.get('targets') or []
     if not name:
         problems.append('name must not be empty')
-    elif len(name.encode('utf-8')) > MAX_KEY_NAME_BYTES:
+    elif len(name.encode('utf-8')) > KEY_NAME_MAX_BYTES:
         problems.append('name must be at most 255 bytes (pg_tde limit)')
     if params.get('state') == 'present':
         if not params.get('provider'):
@@ -263,26 +269,19 @@ def known_on_provider(infos: list[dict[str, Any] | None], name: str, provider: s
 
 
 class KeyRun:
-    def __init__(self, module) -> None:
+    def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.params = module.params
         self.login_db: str = self.params['login_db']
-        self.sessions: dict[str, Any] = {}
+        self.session = Sessions(lambda db: open_session(module, db))
         self.queries: list[str] = []
         self.created: list[dict[str, Any]] = []
         self.rotated: list[dict[str, Any]] = []
         self.set: list[dict[str, Any]] = []
         self.deleted: list[dict[str, Any]] = []
 
-    # sessions ---------------------------------------------------------------------------------
-    def session(self, db: str):
-        if db not in self.sessions:
-            self.sessions[db] = open_session(self.module, db)
-        return self.sessions[db]
-
     def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
+        self.session.close()
 
     def fail(self, msg: str) -> None:
         self.module.fail_json(msg=msg, executed_queries=self.run_order_queries(), created=self.created,
@@ -302,8 +301,9 @@ class KeyRun:
         return list(self.queries)
 
     # reads --------------------------------------------------------------------------------------
-    def read(self, db: str, kind: str, required: bool) -> dict[str, Any] | None:
-        info, err = try_key_info(self.session(db), kind)
+    def checked(self, kind: str, db: str, info: dict[str, Any] | None, err: str | None,
+                required: bool) -> dict[str, Any] | None:
+        """A key read: a failed read of a key the run needs fails it, any other is warned about."""
         if err:
             where = '%s key' % kind if kind != 'database' else 'key of database "%s"' % db
             if required:
@@ -311,25 +311,23 @@ class KeyRun:
             self.module.warn('Could not read the %s: %s' % (where, err))
         return info
 
-    def extension_databases(self) -> list[str]:
-        out = []
-        for db in connectable_databases(self.session(self.login_db)):
-            if has_extension(self.session(db)):
-                out.append(db)
-        return out
-
     def current(self, targets: list[str], databases: list[str], with_followers: bool) -> dict[str, Any]:
+        """Keys in place: server and default key, the keys of `databases` and, with_followers,
+        of every other database that can follow the default key."""
         main = self.login_db
         state: dict[str, Any] = {
-            'server': self.read(main, 'server', 'server' in targets),
-            'default': self.read(main, 'default', 'default' in targets),
+            'server': self.checked('server', main, *try_key_info(self.session(main), 'server'),
+                                   required='server' in targets),
+            'default': self.checked('default', main, *try_key_info(self.session(main), 'default'),
+                                    required='default' in targets),
             'databases': {},
         }
         names = list(databases)
         if with_followers:
-            names += [db for db in self.extension_databases() if db not in names]
-        for db in names:
-            state['databases'][db] = self.read(db, 'database', db in databases and 'database' in targets)
+            names += [db for db in connectable_databases(self.session(main)) if db not in names]
+        for db, (info, err) in database_keys(self.session, names).items():
+            state['databases'][db] = self.checked('database', db, info, err,
+                                                  required=db in databases and 'database' in targets)
         return state
 
     def keys_view(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -381,12 +379,12 @@ class KeyRun:
             self.fail(tde_failure_message('Setting key "%s" (%s provider "%s") as the %s' % (
                 name, scope, provider, describe(step)), text, extra))
         if self.params['verify'] and not self.module.check_mode:
-            func = VERIFY_FUNCTION[step['target']]
             try:
-                self.session(db).query('SELECT %s()' % func)
+                verify_key(self.session(db), step['target'])
             except Exception as exc:
                 self.fail(tde_failure_message(
-                    'The %s is now "%s", but verifying it (%s()) ' % (describe(step), name, func),
+                    'The %s is now "%s", but verifying it (%s()) ' % (describe(step), name,
+                                                                      VERIFY_FUNCTION[step['target']]),
                     pg_error_text(exc),
                     'The key is set; make sure the KMS is reachable before the next restart.'))
 
@@ -542,11 +540,9 @@ def main() -> None:
         require_pg_tde(module, run.session(run.login_db))
         outcome = run.present() if params['state'] == 'present' else run.absent()
         after = run.current([], outcome['databases_read'], with_followers=False)
-        keys = run.keys_view(after)
         result = {
             'changed': outcome['changed'],
-            'keys': keys,
-            'principal_keys': keys,
+            'principal_keys': run.keys_view(after),
             'created': run.created,
             'rotated': run.rotated,
             'set': run.set,

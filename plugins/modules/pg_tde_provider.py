@@ -202,43 +202,54 @@ executed_queries:
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
+    PgSession,
+    Sessions,
     open_session,
     pg_error_text,
     postgres_argument_spec,
 )
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import (
+    PROVIDER_IN_USE,
+    other_database_in_change_error,
+    tde_failure_message,
+)
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._files import (
+    dir_write_problem,
+    path_access_problem,
+    server_os_identity,
+)
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import (
+    database_keys,
+    provider_users,
+    same_id_keys_elsewhere,
+)
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     OPTION_PARAM,
     PROVIDER_FILE_KEYS,
+    PROVIDER_NAME_MAX_BYTES,
+    PROVIDER_OPTIONS_MAX_BYTES,
     connectable_databases,
     desired_provider_options,
-    dir_write_problem,
     find_provider,
-    has_extension,
     has_vault_namespace_overload,
-    kv_mount_problem,
     list_providers,
-    other_database_in_change_error,
-    path_access_problem,
     provider_action,
     provider_differences,
     provider_statement,
-    provider_users,
     public_provider,
     require_pg_tde,
-    same_id_keys_elsewhere,
-    server_os_identity,
-    tde_failure_message,
     try_key_info,
 )
-
-MAX_NAME_BYTES = 127
-MAX_OPTIONS_BYTES = 1023
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._vault import (
+    VaultCheckError,
+    check_kv2_mount,
+    read_token_file,
+)
 
 TYPE_OPTIONS = {
     'kmip': ('kmip_host', 'kmip_cert', 'kmip_key', 'kmip_ca'),
@@ -254,7 +265,7 @@ def normalize_mount(mount: str | None) -> str | None:
 def input_problems(params: dict[str, Any]) -> list[str]:
     """Problems with the options themselves (pure: unit-tested)."""
     problems: list[str] = []
-    if len(params['name'].encode('utf-8')) > MAX_NAME_BYTES:
+    if len(params['name'].encode('utf-8')) > PROVIDER_NAME_MAX_BYTES:
         problems.append('name must be shorter than 128 bytes (pg_tde limit)')
     if params['state'] == 'absent' or not params.get('type'):
         return problems
@@ -271,12 +282,12 @@ def input_problems(params: dict[str, Any]) -> list[str]:
     if params['type'] == 'kmip' and not (0 < (params.get('kmip_port') or 0) < 65536):
         problems.append('kmip_port must be between 1 and 65535')
     options = desired_provider_options(params)
-    if len(json.dumps(options).encode('utf-8')) > MAX_OPTIONS_BYTES:
+    if len(json.dumps(options).encode('utf-8')) > PROVIDER_OPTIONS_MAX_BYTES:
         problems.append('the provider options exceed pg_tde\'s 1024-byte limit: use shorter paths')
     return problems
 
 
-def namespace_problem(options: dict[str, Any], has_overload) -> str | None:
+def namespace_problem(options: dict[str, Any], has_overload: Callable[[], bool]) -> str | None:
     """A vault namespace needs the 6-argument vault_v2 functions of pg_tde 2.1+ (has_overload is
     asked only when a namespace is given)."""
     if options.get('namespace') and not has_overload():
@@ -318,58 +329,20 @@ def file_checks(ptype: str, options: dict[str, Any], uid: int, gids: list[int], 
     return problems
 
 
-def read_token(path: str) -> str:
-    with open(path, 'r', encoding='utf-8') as handle:
-        return handle.readline().strip()
-
-
-def check_vault_mount(module, options: dict[str, Any]) -> None:
-    """GET <url>/v1/sys/mounts/<mount> as pg_tde does; refuse a mount that is not KV v2."""
-    url = options['url'].rstrip('/')
-    mount = options['mountPath']
-    token_path = options['tokenPath']
+def check_vault_mount(module: AnsibleModule, name: str, options: dict[str, Any]) -> None:
+    """Make the reads pg_tde makes (sys/mounts/<mount> is KV version 2, <mount>/metadata lists)
+    with the token pg_tde would send; refuse the provider with the fix when one fails."""
     try:
-        token = read_token(token_path)
-    except OSError as exc:
-        module.fail_json(msg='Cannot read vault_token_path %s to check the Vault mount: %s. Run the task '
-                             'with become (root or the PostgreSQL OS user).' % (token_path, exc.strerror or exc))
-    if not token:
-        module.fail_json(msg='vault_token_path %s is empty: its first line must be the Vault token.' % token_path)
-    headers = {'X-Vault-Token': token}
-    if options.get('namespace'):
-        headers['X-Vault-Namespace'] = options['namespace']
-    endpoint = '%s/v1/sys/mounts/%s' % (url, mount)
-    try:
-        response = open_url(endpoint, method='GET', headers=headers, validate_certs=True,
-                            ca_path=options.get('caPath'), timeout=15, follow_redirects='none')
-        answer = json.loads(response.read() or b'{}')
-    except Exception as exc:  # HTTPError, URLError, ssl errors, bad JSON
-        code = getattr(exc, 'code', None)
-        body = ''
-        try:
-            body = exc.read().decode('utf-8', 'replace')[:300] if hasattr(exc, 'read') else ''
-        except Exception:
-            body = ''
-        if code == 403:
-            module.fail_json(msg='Vault refused GET %s (HTTP 403): the token in %s may not read sys/mounts/%s. '
-                                 'pg_tde needs a token policy with read on sys/mounts/%s, create/read on '
-                                 '%s/data/* and list on %s/metadata.'
-                                 % (endpoint, token_path, mount, mount, mount, mount))
-        if code is not None:
-            module.fail_json(msg='Vault answered HTTP %s to GET %s: %s. Check vault_url and vault_mount_path '
-                                 '(the bare KV v2 mount, for example "secret").' % (code, endpoint, body.strip()))
-        module.fail_json(msg='Cannot reach Vault at %s from the database host: %s. Check vault_url, that '
-                             'vault_ca_path signs the server certificate, and the network; pg_tde would fail with '
-                             '"HTTP(S) request to keyring provider failed".' % (url, exc))
-    problem = kv_mount_problem(mount, answer)
-    if problem:
-        module.fail_json(msg='Vault %s: %s. pg_tde stores keys in a KV version 2 mount (pg_tde 2.1.2+ only '
-                             'warns about this and then fails at key time). Enable one with "bao secrets enable '
-                             '-path=<mount> kv-v2" (or vault) and set vault_mount_path.' % (url, problem))
+        token, _ignored = read_token_file(options['tokenPath'])
+        check_kv2_mount(options['url'], options['mountPath'], token, options['tokenPath'], options.get('caPath'),
+                        options.get('namespace'), provider=name)
+    except VaultCheckError as exc:
+        module.fail_json(msg=str(exc))
 
 
-def scope_users(module, session, scope: str, provider_id: int) -> tuple[list[str], list[str]]:
-    """Keys that use the provider, and databases whose key could not be read."""
+def scope_users(session: PgSession, sessions: Sessions, scope: str,
+                provider_id: int) -> tuple[list[str], list[str]]:
+    """Keys that use the provider, and the keys that could not be read."""
     unreadable: list[str] = []
     if scope == 'database':
         info, err = try_key_info(session, 'database')
@@ -383,38 +356,18 @@ def scope_users(module, session, scope: str, provider_id: int) -> tuple[list[str
     if err:
         unreadable.append('default key (%s)' % err)
     infos: dict[str, Any] = {}
-    for db in connectable_databases(session):
-        if db == session.database:
-            other = session
-        else:
-            other = open_session(module, db)
-        try:
-            if not has_extension(other):
-                continue
-            info, err = try_key_info(other, 'database')
-            if err:
-                unreadable.append('database %s (%s)' % (db, err))
-            infos[db] = info
-        finally:
-            if other is not session:
-                other.close()
+    for db, (info, err) in database_keys(sessions, connectable_databases(session)).items():
+        if err:
+            unreadable.append('database %s (%s)' % (db, err))
+        infos[db] = info
     return provider_users(provider_id, server, default, infos), unreadable
 
 
-def other_database_keys(module, session) -> dict[str, Any]:
+def other_database_keys(session: PgSession, sessions: Sessions) -> dict[str, Any]:
     """The database keys of every other database with the extension ({db: info}); unreadable
     ones are left out (they are reported where they matter)."""
-    infos: dict[str, Any] = {}
-    for db in connectable_databases(session):
-        if db == session.database:
-            continue
-        other = open_session(module, db)
-        try:
-            if has_extension(other):
-                infos[db] = try_key_info(other, 'database')[0]
-        finally:
-            other.close()
-    return infos
+    others = [db for db in connectable_databases(session) if db != session.database]
+    return {db: info for db, (info, _err) in database_keys(sessions, others).items()}
 
 
 def same_id_message(name: str, database: str, provider_id: int, users: list[str]) -> str:
@@ -480,15 +433,14 @@ def main() -> None:
     if scope == 'global' and params.get('database'):
         module.warn('database is ignored for scope=global (global providers serve every database).')
 
-    session = open_session(module, database)
-    try:
-        result = run(module, session, params, name, scope, state, database)
-    finally:
-        session.close()
+    with Sessions(lambda db: open_session(module, db)) as sessions:
+        result = run(module, sessions, params, name, scope, state, database)
     module.exit_json(**result)
 
 
-def run(module, session, params, name: str, scope: str, state: str, database: str) -> dict[str, Any]:
+def run(module: AnsibleModule, sessions: Sessions, params: dict[str, Any], name: str, scope: str, state: str,
+        database: str) -> dict[str, Any]:
+    session = sessions(database)
     require_pg_tde(module, session)
     current = find_provider(list_providers(session, scope), name)
     ptype = params.get('type')
@@ -515,10 +467,10 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
                                      'PostgreSQL OS user can read them (tdeops.pg_tde.certificates does this).'
                                  % (name, 'added' if action == 'add' else 'changed', '; '.join(problems)))
         if ptype == 'vault_v2':
-            check_vault_mount(module, desired)
+            check_vault_mount(module, name, desired)
         same_id_users: list[str] = []
         if action == 'change' and scope == 'database':
-            same_id_users = same_id_keys_elsewhere(current['id'], database, other_database_keys(module, session))
+            same_id_users = same_id_keys_elsewhere(current['id'], database, other_database_keys(session, sessions))
             if same_id_users:
                 module.warn(same_id_message(name, database, current['id'], same_id_users))
         sql, args = provider_statement(action, scope, ptype, name, desired)
@@ -534,12 +486,11 @@ def run(module, session, params, name: str, scope: str, state: str, database: st
                                                      text, extra),
                              executed_queries=session.executed_queries)
     elif action == 'delete':
-        users, unreadable = scope_users(module, session, scope, current['id'])
+        users, unreadable = scope_users(session, sessions, scope, current['id'])
         if users:
             module.fail_json(msg='Key provider "%s" (%s) is in use by %s: pg_tde refuses to delete a provider '
-                                 'in use ("cannot delete provider which is currently in use"). Rotate those keys '
-                                 'to another provider with tdeops.pg_tde.pg_tde_key first.'
-                             % (name, where, ', '.join(users)))
+                                 'in use ("%s"). Rotate those keys to another provider with '
+                                 'tdeops.pg_tde.pg_tde_key first.' % (name, where, ', '.join(users), PROVIDER_IN_USE))
         if unreadable:
             module.warn('Could not read some keys while looking for users of provider "%s": %s.'
                         % (name, '; '.join(unreadable)))

@@ -1,5 +1,5 @@
 """Every ERROR/FATAL text the real pg_tde produced goes through the collection's explainer
-(plugins/module_utils/_pg_tde.py explain_tde_error): each has an explanation or sits on the
+(plugins/module_utils/_errors.py explain_tde_error): each has an explanation or sits on the
 allowlist below with the reason it needs none.
 
 Two sources: the captured real runs in <facts>/observed/*.log (the facts directory is
@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import explain_tde_error
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import explain_tde_error
 from tests.support import pg as pg_support
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -174,3 +174,32 @@ def test_protect_from_pg(pg, kmip_server) -> None:
         attr = client.attribute_factory.create_attribute(enums.AttributeType.NAME, dbkey)
         assert len(list(client.locate(attributes=[attr]))) == 1, 'the key must still be on the KMS'
     assert pg.psql('SELECT pg_tde_is_encrypted(\'t\')', db) == 't'
+
+
+def test_template1_key_is_protected_and_reported(pg_cluster_factory, kmip_server) -> None:
+    """One rule for "every database": template1 can carry the extension and a key of its own
+    (real pg_tde 2.2.0), so kmip_key's protect_from_pg refuses to destroy it and pg_tde_info and
+    pg_tde_key read it. A fresh cluster: the extension in template1 reaches every new database."""
+    pg = pg_cluster_factory()
+    who = kmip_server.client_cert('postgres-test')
+    prov, key = unique('t1-prov'), unique('t1-key')
+    pg.psql('CREATE EXTENSION pg_tde', 'template1')
+    pg.psql("SELECT pg_tde_add_global_key_provider_kmip('{p}', '{h}', {port}, '{c}', '{k}', '{ca}')".format(
+        p=prov, h=kmip_server.host, port=kmip_server.port, c=who.cert, k=who.key, ca=kmip_server.ca))
+    pg.psql("SELECT pg_tde_create_key_using_global_key_provider('{k}', '{p}');"
+            "SELECT pg_tde_set_key_using_global_key_provider('{k}', '{p}')".format(k=key, p=prov), 'template1')
+    login = pg.login_args('postgres')
+
+    r = run_module('kmip_key', dict(conn(kmip_server, 'postgres-test'), name=key, state='absent',
+                                    protect_from_pg=login), check=True)
+    assert r['failed'] and 'database key of database "template1"' in r['msg'] and not r['changed'], r.get('msg')
+    assert r['keys_in_use'] == [{'kind': 'database', 'database': 'template1', 'key_name': key,
+                                 'provider_name': prov}]
+
+    tde = run_module('pg_tde_info', dict(login, include_relations=False))['pg_tde']
+    assert tde['principal_keys']['databases']['template1']['key_name'] == key
+    assert 'template0' not in tde['databases'], 'template0 accepts no connections'
+
+    res = run_module('pg_tde_key', dict(login, name=key, provider=prov, targets=['database'],
+                                        databases=['template1']))
+    assert not res['changed'] and res['principal_keys']['databases']['template1']['key_name'] == key, res

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import explain_tde_error
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import explain_tde_error
 from tests.support.ansible_runner import run_module
 
 
@@ -196,3 +196,16 @@ def test_vault(openbao, tmp_path) -> None:
     root.write_text(openbao.root_token + '\n')
     r = run_module('kms_preflight', dict(args, vault_mount_path='kv1', vault_token_path=str(root)))
     assert r['failed'] and 'KV version 2' in r['msg']
+
+    # the same rule as pg_tde_provider: a generic mount is always KV version 1
+    generic = 'gen' + os.urandom(4).hex()
+    openbao.api('POST', 'sys/mounts/%s' % generic, {'type': 'generic'})
+    r = run_module('kms_preflight', dict(args, vault_mount_path=generic, vault_token_path=str(root)))
+    assert r['failed'] and 'always KV version 1' in r['msg'] and 'vault_mount' in failed_checks(r)
+
+    # text after the token: pg_tde ignores it, the check warns
+    extra = tmp_path / 'extra-token'
+    extra.write_text(openbao.token + ' comment\n')
+    r = run_module('kms_preflight', dict(args, vault_token_path=str(extra)))
+    assert not r.get('failed'), r.get('msg')
+    assert {ch['name']: ch['result'] for ch in r['checks']}['token_file'] == 'warning'

@@ -65,9 +65,9 @@ def test_full_report(pg, keydir, openbao):
     assert [p['name'] for p in tde['providers']['databases'][appdb]] == [dprov]
     assert plain not in tde['providers']['databases']
 
-    assert tde['keys']['server']['key_name'] == skey and tde['keys']['default']['key_name'] == skey
-    assert tde['principal_keys'] == tde['keys']
-    app_key = tde['keys']['databases'][appdb]
+    assert tde['principal_keys']['server']['key_name'] == skey and tde['principal_keys']['default']['key_name'] == skey
+    assert 'keys' not in tde, 'one name for the keys: principal_keys'
+    app_key = tde['principal_keys']['databases'][appdb]
     assert app_key['key_name'] == akey and app_key['provider_scope'] == 'database'
     assert app_key['same_as_default'] is False
 
@@ -108,7 +108,7 @@ def test_server_without_pg_tde(pg_cluster_factory):
     assert tde['preloaded'] is False and tde['version'] is None and tde['version_text'] is None
     assert tde['wal_encryption']['server_key_set'] is False
     assert tde['providers'] == {'global': [], 'databases': {}}
-    assert tde['keys'] == {'server': None, 'default': None, 'databases': {}}
+    assert tde['principal_keys'] == {'server': None, 'default': None, 'databases': {}}
     pgdb = tde['databases']['postgres']
     assert pgdb['extension'] is False and pgdb['encrypted'] == []
     assert {'name': 'public.t', 'kind': 'table'} in pgdb['unencrypted']

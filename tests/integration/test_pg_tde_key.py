@@ -72,9 +72,9 @@ def test_server_and_default_key_check_set_idempotent_rotate(pg, keydir, gprov):
     assert [(s['target'], s['old_key'], s['followed_default']) for s in res['set']] == planned, \
         'check mode must plan what the real run does'
     assert not any(q.startswith('SELECT pg_tde_set_server') for q in res['executed_queries'])
-    assert res['keys']['server']['key_name'] == k1 and res['keys']['default']['key_name'] == k1
-    assert res['principal_keys'] == res['keys']
-    assert res['keys']['server']['provider_scope'] == 'global'
+    assert res['principal_keys']['server']['key_name'] == k1 and res['principal_keys']['default']['key_name'] == k1
+    assert 'keys' not in res, 'one name for the keys: principal_keys'
+    assert res['principal_keys']['server']['provider_scope'] == 'global'
     assert key_name(pg, 'pg_tde_server_key_info') == k1
     created = pg.psql('SELECT key_creation_time FROM pg_tde_server_key_info()')
 
@@ -115,7 +115,7 @@ def test_database_target_with_global_provider(pg, keydir, gprov):
     assert res['changed'], res.get('msg')
     assert sorted(s['database'] for s in res['set']) == sorted(dbs)
     for db in dbs:
-        assert res['keys']['databases'][db]['key_name'] == k
+        assert res['principal_keys']['databases'][db]['key_name'] == k
         assert key_name(pg, 'pg_tde_key_info', db) == k
     assert len([q for q in res['executed_queries'] if 'create_key' in q]) == 1
     assert not run_module('pg_tde_key', task)['changed']
@@ -137,7 +137,7 @@ def test_database_scope_provider_and_login_db_default(pg, keydir):
     assert res['changed'], res.get('msg')
     assert 'pg_tde_create_key_using_database_key_provider' in res['executed_queries'][0]
     assert 'pg_tde_set_key_using_database_key_provider' in res['executed_queries'][1]
-    info = res['keys']['databases'][db]
+    info = res['principal_keys']['databases'][db]
     assert info['key_name'] == k and info['provider_scope'] == 'database' and info['provider_id'] > 0
 
     # server/default keys need a global provider: said before anything runs
@@ -193,7 +193,7 @@ def test_kmip_database_key(pg, kmip_server, kmip_client_files):
     k = uid('kmipkey')
     task = args(pg, name=k, provider=prov, targets=['database'], databases=[db])
     res = run_module('pg_tde_key', task)
-    assert res['changed'] and res['created'] and res['keys']['databases'][db]['key_name'] == k, res.get('msg')
+    assert res['changed'] and res['created'] and res['principal_keys']['databases'][db]['key_name'] == k, res.get('msg')
     assert not run_module('pg_tde_key', task)['changed']
 
 
@@ -211,7 +211,7 @@ def test_absent_database_and_default(pg, keydir):
     res = run_module('pg_tde_key', task)
     assert res['changed'] and res['deleted'] == [{'target': 'database', 'database': db, 'key': k,
                                                   'followed_default': False}]
-    assert res['keys']['databases'][db] is None
+    assert res['principal_keys']['databases'][db] is None
     assert not run_module('pg_tde_key', task)['changed']
     # a different key in place is not touched
     res = run_module('pg_tde_key', dict(task, name=uid('other')))
@@ -229,7 +229,7 @@ def test_delete_default_key_refused_while_used(pg_cluster_factory, keydir):
     # no server key yet: pg_tde makes the default key the server key too, and the module says so
     assert [(s['target'], s['followed_default']) for s in res['set']] == [('default', False), ('server', True)]
     assert [(s['target'], s['followed_default']) for s in planned['set']] == [('default', False), ('server', True)]
-    assert key_name(pg, 'pg_tde_server_key_info') == k and res['keys']['server']['key_name'] == k
+    assert key_name(pg, 'pg_tde_server_key_info') == k and res['principal_keys']['server']['key_name'] == k
     db = pg.create_database(uid('usesdefault'), extension=True)
     pg.psql('CREATE TABLE t (x text) USING tde_heap', db)
     res = run_module('pg_tde_key', args(pg, name=k, targets=['default'], state='absent'))
@@ -255,7 +255,7 @@ def test_deleting_the_default_key_takes_the_server_key_along(pg_cluster_factory,
         {'target': 'default', 'database': None, 'key': k, 'followed_default': False},
         {'target': 'server', 'database': None, 'key': k, 'followed_default': True}]
     assert res['executed_queries'] == ['SELECT pg_tde_delete_default_key()']
-    assert key_name(pg, 'pg_tde_server_key_info') == '' and res['keys']['server'] is None
+    assert key_name(pg, 'pg_tde_server_key_info') == '' and res['principal_keys']['server'] is None
     assert not run_module('pg_tde_key', task)['changed']
 
 
@@ -281,7 +281,7 @@ def test_key_destroyed_on_the_kms(pg_cluster_factory, kmip_server, kmip_client_f
     res = run_module('pg_tde_info', dict(pg.login_args(), include_relations=False))
     assert not res.get('failed'), res.get('msg')
     # the real pg_tde fetches the key from the KMS to show it: the module reports why it cannot
-    info = res['pg_tde']['keys']['databases']['postgres']
+    info = res['pg_tde']['principal_keys']['databases']['postgres']
     assert info and 'key "%s" not found in key provider "%s"' % (k, prov) in info['error'], info
     assert any('Could not read the key of database "postgres"' in w for w in res.get('warnings', []))
 

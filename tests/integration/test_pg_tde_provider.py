@@ -261,6 +261,42 @@ def test_vault_refusals(pg, openbao, keydir):
     assert res['failed'] and 'vault_token_path /nonexistent/token does not exist' in res['msg']
 
 
+def test_vault_mount_and_token_as_pg_tde_reads_them(pg, openbao, keydir):
+    """One rule for the mount (type kv with version 2) and the token (the start of the file up
+    to the first blank), as the real pg_tde 2.2.0 applies them."""
+    generic = uid('gen')
+    openbao.api('POST', 'sys/mounts/%s' % generic, {'type': 'generic'})
+    root = openbao.write_token_file(os.path.join(keydir, uid('root')), openbao.root_token)
+    base = prov(pg, type='vault_v2', vault_url=openbao.url, vault_ca_path=openbao.ca, vault_token_path=root)
+
+    # a generic mount is always KV version 1: pg_tde refuses it, so does the module, before the call
+    res = run_module('pg_tde_provider', dict(base, name=uid('g'), vault_mount_path=generic))
+    assert res['failed'] and 'always KV version 1' in res['msg'] and 'kv-v2' in res['msg'], res['msg']
+    assert not res.get('executed_queries')
+    direct = pg.psql_result("SELECT pg_tde_add_global_key_provider_vault_v2('%s', '%s', '%s', '%s', '%s')"
+                            % (uid('g'), openbao.url, generic, root, openbao.ca))
+    assert direct.returncode != 0 and 'unsupported engine type "generic"' in direct.stderr
+
+    # a token file that starts with a blank line: pg_tde sends an empty token
+    blank = os.path.join(keydir, uid('blank'))
+    with open(blank, 'w', encoding='utf-8') as fh:
+        fh.write('\n' + openbao.token + '\n')
+    os.chmod(blank, 0o644)
+    res = run_module('pg_tde_provider', dict(base, name=uid('b'), vault_mount_path=openbao.mount,
+                                             vault_token_path=blank))
+    assert res['failed'] and 'starts with a blank' in res['msg'] and openbao.token not in res['_stdout']
+
+    # text after the token is ignored by pg_tde, and by the module
+    extra = os.path.join(keydir, uid('extra'))
+    with open(extra, 'w', encoding='utf-8') as fh:
+        fh.write(openbao.token + ' comment\nsecond line\n')
+    os.chmod(extra, 0o644)
+    name = uid('e')
+    res = run_module('pg_tde_provider', dict(base, name=name, vault_mount_path=openbao.mount, vault_token_path=extra))
+    assert res['changed'] and not res.get('failed'), res.get('msg')
+    assert run_module('pg_tde_provider', prov(pg, name=name, state='absent'))['changed']
+
+
 def test_vault_namespace_uses_six_argument_function_in_check_mode(pg, openbao):
     args = prov(pg, name=uid('vns'), type='vault_v2', vault_url=openbao.url, vault_token_path=openbao.token_path,
                 vault_ca_path=openbao.ca, vault_namespace='team1')

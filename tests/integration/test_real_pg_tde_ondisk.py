@@ -80,7 +80,7 @@ def kmip_provider(cluster: PgCluster, kmip_server, kmip_client_files, key: str) 
     assert res['changed'], res.get('msg')
     res = run_module('pg_tde_key', dict(cluster.login_args(), name=key, provider=name,
                                         targets=['server', 'default']))
-    assert res['changed'] and res['keys']['server']['key_name'] == key, res.get('msg')
+    assert res['changed'] and res['principal_keys']['server']['key_name'] == key, res.get('msg')
     return name
 
 

@@ -1,8 +1,6 @@
 """The libpq keywords built from the login_* options and error formatting."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _connection as c
 
 
@@ -39,18 +37,3 @@ def test_password_ca_and_connect_params_pass_through():
 
 def test_login_password_is_no_log():
     assert c.postgres_argument_spec()['login_password']['no_log'] is True
-
-
-def test_pg_error_text_has_sqlstate_and_hint():
-    diag = SimpleNamespace(message_primary='key "k" does not exist', sqlstate='22023',
-                           message_detail=None,
-                           message_hint='Use pg_tde_create_key_using_global_key_provider() to create it.')
-    exc = Exception('x')
-    exc.diag = diag  # type: ignore[attr-defined]
-    text = c.pg_error_text(exc)
-    assert text.startswith('key "k" does not exist (SQLSTATE 22023)')
-    assert 'HINT: Use pg_tde_create_key_using_global_key_provider()' in text
-
-
-def test_pg_error_text_without_diag():
-    assert c.pg_error_text(ValueError(' boom ')) == 'boom'

@@ -1,10 +1,6 @@
 """Unit tests of the pure decision logic in module_utils/_pg_tde.py (no server)."""
 from __future__ import annotations
 
-import os
-import stat
-from types import SimpleNamespace
-
 import pytest
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _pg_tde as t
@@ -171,69 +167,6 @@ def test_find_provider():
     assert t.find_provider(providers, 'c') is None
 
 
-# -- keys ----------------------------------------------------------------------------------------
-
-def test_same_key_is_name_and_provider_id():
-    assert t.same_key(info('k1'), info('k1', created='other'))
-    assert not t.same_key(info('k1'), info('k1', pid=-2))
-    assert not t.same_key(info('k1'), None)
-
-
-def test_key_matches_checks_name_provider_and_scope():
-    assert t.key_matches(info('k1'), 'k1', 'kms', 'global')
-    assert not t.key_matches(info('k1'), 'k2', 'kms', 'global')
-    assert not t.key_matches(info('k1'), 'k1', 'other', 'global')
-    assert not t.key_matches(info('k1', pid=1), 'k1', 'kms', 'global')
-    assert not t.key_matches(None, 'k1', 'kms', 'global')
-
-
-def test_plan_nothing_when_in_place():
-    current = {'server': info('k1'), 'default': info('k1'), 'databases': {'app': info('k1')}}
-    assert t.plan_key_targets(current, 'k1', 'kms', 'global', ['server', 'default', 'database'], ['app']) == []
-
-
-def test_plan_first_set_is_not_a_rotation():
-    current = {'server': None, 'default': None, 'databases': {'postgres': None}}
-    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['server', 'default'], [])
-    assert [(s['target'], s['old_key']) for s in plan] == [('default', None), ('server', None)]
-
-
-def test_plan_first_default_key_becomes_the_server_key():
-    # pg_tde 2.2: setting a default key while no server key is set sets the server key too
-    current = {'server': None, 'default': None, 'databases': {'postgres': None}}
-    for targets in (['server', 'default'], ['default']):
-        plan = t.plan_key_targets(current, 'k1', 'kms', 'global', targets, [])
-        assert [(s['target'], s['followed_default']) for s in plan] == [('default', False), ('server', True)]
-    # a server key in place stays where it is
-    current['server'] = info('s1')
-    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['default'], [])
-    assert [s['target'] for s in plan] == ['default']
-
-
-def test_plan_rotation_and_default_followers():
-    # app and the server follow the default key (same name and provider); own has its own key
-    current = {'server': info('k1'), 'default': info('k1'),
-               'databases': {'app': info('k1'), 'own': info('own1'), 'none': None}}
-    plan = t.plan_key_targets(current, 'k2', 'kms', 'global', ['default'], [])
-    assert plan[0] == {'target': 'default', 'database': None, 'old_key': 'k1', 'new_key': 'k2',
-                       'followed_default': False}
-    followers = [(s['target'], s['database']) for s in plan if s['followed_default']]
-    assert followers == [('server', None), ('database', 'app')]
-    assert not any(s['database'] in ('own', 'none') for s in plan)
-
-
-def test_plan_database_targets_only_listed_databases():
-    current = {'server': None, 'default': None, 'databases': {'a': info('k0'), 'b': None, 'c': info('k0')}}
-    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['database'], ['a', 'b'])
-    assert [(s['database'], s['old_key']) for s in plan] == [('a', 'k0'), ('b', None)]
-
-
-def test_plan_same_name_other_provider_is_a_set():
-    current = {'server': info('k1', provider='old'), 'default': None, 'databases': {}}
-    plan = t.plan_key_targets(current, 'k1', 'kms', 'global', ['server'], [])
-    assert plan and plan[0]['old_key'] == 'k1'
-
-
 def test_statements_for_keys():
     assert t.set_key_statement('server', 'global') == \
         'SELECT pg_tde_set_server_key_using_global_key_provider(%s::text, %s::text)'
@@ -243,159 +176,31 @@ def test_statements_for_keys():
     assert 'pg_tde_create_key_using_database_key_provider' in t.create_key_statement('database')
 
 
-def test_already_exists_text():
-    assert t.is_key_already_exists('cannot create key "k1" because it already exists (SQLSTATE 22023)')
-    assert not t.is_key_already_exists('key "k1" does not exist')
-
-
-def test_provider_users_and_default_databases():
-    server, default = info('s1', pid=-1), info('d1', pid=-2)
-    dbs = {'a': info('d1', pid=-2), 'b': info('x', pid=1), 'c': None}
-    assert t.provider_users(-1, server, default, dbs) == ['server key "s1"']
-    assert t.provider_users(-2, server, default, dbs) == ['default key "d1"', 'key "d1" of database "a"']
-    assert t.provider_users(1, None, None, {'b': dbs['b']}) == ['key "x" of database "b"']
-    assert t.provider_users(-3, server, default, dbs) == []
-    assert t.databases_on_default(default, dbs) == ['a']
-
-
-def test_same_id_keys_elsewhere():
-    # database provider ids restart at 1 in each database; pg_tde checks them all on a change
-    dbs = {'a': info('ka', pid=1), 'b': info('kb', pid=1), 'c': info('kc', pid=2), 'd': None,
-           'g': info('gk', pid=-1)}
-    assert t.same_id_keys_elsewhere(1, 'b', dbs) == ['key "ka" of database "a"']
-    assert t.same_id_keys_elsewhere(2, 'b', dbs) == ['key "kc" of database "c"']
-    assert t.same_id_keys_elsewhere(3, 'b', dbs) == []
-    assert t.same_id_keys_elsewhere(-1, 'b', dbs) == [], 'global ids are unique: no collision'
-    assert t.same_id_keys_elsewhere(None, 'b', dbs) == []
-
-
-def test_other_database_in_change_error():
-    text = 'key "ka" used by database "a" not found in modified key provider "pb" (SQLSTATE XX000)'
-    assert t.other_database_in_change_error(text, 'b') == ('ka', 'a')
-    assert t.other_database_in_change_error(text, 'a') is None
-    assert t.other_database_in_change_error('key "gk" used as server key not found in modified key '
-                                            'provider "g"', 'b') is None
-    assert t.other_database_in_change_error(None, 'b') is None
-
-
 def test_provider_scope_of():
     assert t.provider_scope_of(-1) == 'global' and t.provider_scope_of(3) == 'database'
     assert t.provider_scope_of(None) is None
 
 
-# -- errors --------------------------------------------------------------------------------------
+class _Rows:
+    def __init__(self, rows):
+        self.rows, self.sql = rows, []
 
-@pytest.mark.parametrize('text,word', [
-    ('SSL error: BIO_do_connect failed (SQLSTATE XX000)', 'three causes'),
-    ('SSL error: Loading the client certificate failed', 'kmip_cert'),
-    ('SSL error: Loading the client key failed', 'does not match'),
-    ('SSL error: Loading the CA certificate failed', 'kmip_ca'),
-    ('cannot delete provider which is currently in use', 'Rotate'),
-    ('key "k" used by database "app" not found in modified key provider "p"', 'fetchable'),
-    ('key provider "x" does not exists', 'pg_tde_provider'),
-    ('key "k" does not exist HINT: Use pg_tde_create_key_using_global_key_provider() to create it.', 'create'),
-    ('key "k" not found in key provider "p"', 'unreachable'),
-    ('principal key not configured for current database', 'pg_tde_key'),
-    ('principal key not configured', 'wal_encrypt'),
-    ('principal key not configured (SQLSTATE XX000) HINT: Use pg_tde_set_key_using_database_key_provider() '
-     'or pg_tde_set_key_using_global_key_provider() to configure one.', 'targets: [database]'),
-    ('pg_tde.enforce_encryption is ON, only the tde_heap access method is allowed.', 'default_table_access_method'),
-    ('Failed to open keyring file /root/nope/keyring.per: Permission denied', 'file_path'),
-    ('Invalid provider type.', 'vault-v2'),
-    ('cannot create key "k" because it already exists', 'rotation'),
-    ('default principal key is not set', 'absent'),
-    ('cannot delete default principal key (SQLSTATE 55006) HINT: There are encrypted tables in the database '
-     'with id: 16384.', 'new default key'),
-    ('cannot delete principal key DETAIL: There are encrypted tables in the database.', 'fall back'),
-    ('HTTP(S) request to keyring provider "v" failed', 'vault_url'),
-    ('Key provider "x" already exists.', 'already exists'),
-])
-def test_explanations(text, word):
-    assert word in t.explain_tde_error(text)
-    msg = t.tde_failure_message('Adding', text)
-    assert text.rstrip('.') in msg and word in msg
+    def query(self, sql, params=None):
+        self.sql.append(sql)
+        return self.rows
 
 
-def test_no_explanation_for_unknown_text():
-    assert t.explain_tde_error('something else') is None
-    assert t.tde_failure_message('X', 'boom') == 'X failed: boom.'
+def test_connectable_databases_rule_is_datallowconn_not_a_name():
+    # template1 can hold the extension and a key of its own; template0 never allows connections
+    session = _Rows([{'datname': 'app'}, {'datname': 'postgres'}, {'datname': 'template1'}])
+    assert t.connectable_databases(session) == ['app', 'postgres', 'template1']
+    assert 'datallowconn' in session.sql[0] and 'template' not in session.sql[0]
 
 
-# -- files ---------------------------------------------------------------------------------------
-
-def fake_stat(tree):
-    def st(path):
-        if path not in tree:
-            raise FileNotFoundError(path)
-        mode, uid, gid = tree[path]
-        return SimpleNamespace(st_mode=mode, st_uid=uid, st_gid=gid)
-    return st
-
-
-TREE = {
-    '/etc': (stat.S_IFDIR | 0o755, 0, 0),
-    '/etc/pg': (stat.S_IFDIR | 0o750, 0, 120),
-    '/etc/pg/ok.crt': (stat.S_IFREG | 0o640, 0, 120),
-    '/etc/pg/root.key': (stat.S_IFREG | 0o600, 0, 0),
-    '/etc/pg/own.key': (stat.S_IFREG | 0o600, 110, 120),
-    '/etc/closed': (stat.S_IFDIR | 0o700, 0, 0),
-    '/etc/closed/x': (stat.S_IFREG | 0o644, 0, 0),
-    '/var': (stat.S_IFDIR | 0o755, 0, 0),
-    '/var/keys': (stat.S_IFDIR | 0o700, 110, 120),
-    '/var/ro': (stat.S_IFDIR | 0o755, 0, 0),
-}
-
-
-@pytest.mark.parametrize('path,problem', [
-    ('/etc/pg/ok.crt', None),
-    ('/etc/pg/own.key', None),
-    ('/etc/pg/root.key', 'is not readable'),
-    ('/etc/closed/x', 'not searchable'),
-    ('/etc/pg/missing.crt', 'does not exist'),
-    ('/nope/x', 'does not exist (directory /nope is missing)'),
-    ('/etc/pg', 'is a directory'),
-    ('relative/x', 'absolute'),
-    ('', 'empty'),
-])
-def test_path_access_problem_for_postgres_user(path, problem):
-    got = t.path_access_problem(path, 110, [120], stat_func=fake_stat(TREE))
-    if problem is None:
-        assert got is None
-    else:
-        assert problem in got
-
-
-def test_path_access_root_reads_everything_that_exists():
-    assert t.path_access_problem('/etc/pg/root.key', 0, [0], stat_func=fake_stat(TREE)) is None
-    assert 'does not exist' in t.path_access_problem('/etc/pg/nope', 0, [0], stat_func=fake_stat(TREE))
-
-
-def test_path_access_write_needed():
-    assert 'not writable' in t.path_access_problem('/etc/pg/ok.crt', 110, [120], need_write=True,
-                                                   stat_func=fake_stat(TREE))
-
-
-def test_dir_write_problem():
-    st = fake_stat(TREE)
-    assert t.dir_write_problem('/var/keys/k.per', 110, [120], stat_func=st) is None
-    assert 'not writable' in t.dir_write_problem('/var/ro/k.per', 110, [120], stat_func=st)
-    assert 'missing' in t.dir_write_problem('/var/none/k.per', 110, [120], stat_func=st)
-
-
-def test_path_access_on_real_files(tmp_path):
-    f = tmp_path / 'a.crt'
-    f.write_text('x')
-    os.chmod(f, 0o600)
-    me = os.getuid()
-    assert t.path_access_problem(str(f), me, list(os.getgroups())) is None
-    assert t.path_access_problem(str(tmp_path / 'none'), me, []) == 'does not exist'
-
-
-# -- vault ---------------------------------------------------------------------------------------
-
-def test_kv_mount_problem():
-    assert t.kv_mount_problem('secret', {'type': 'kv', 'options': {'version': '2'}}) is None
-    assert t.kv_mount_problem('secret', {'data': {'type': 'kv', 'options': {'version': '2'}}}) is None
-    assert 'KV version 1' in t.kv_mount_problem('kv', {'type': 'kv', 'options': {'version': '1'}})
-    assert 'KV version 1' in t.kv_mount_problem('kv', {'type': 'kv', 'options': None})
-    assert 'transit' in t.kv_mount_problem('t', {'type': 'transit'})
+def test_verify_key_calls_the_function_of_the_kind():
+    for kind, func in (('server', 'pg_tde_verify_server_key'), ('default', 'pg_tde_verify_default_key'),
+                       ('database', 'pg_tde_verify_key')):
+        session = _Rows([])
+        t.verify_key(session, kind)
+        assert session.sql == ['SELECT %s()' % func]
+    assert t.KEY_KINDS == tuple(t.VERIFY_FUNCTION) == tuple(t.KEY_INFO_FUNCTION)

@@ -3,7 +3,6 @@ handshake classification against a local TLS server (no KMS)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import ssl
 import threading
@@ -91,21 +90,6 @@ def test_load_errors_name_the_file(tmp_path) -> None:
         _tls.load_private_key(str(badkey))
     with pytest.raises(_tls.TlsCheckError, match='is a directory'):
         _tls.read_file(str(tmp_path), 'x', 'CA')
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason='needs root to create files owned by others')
-def test_file_access_problems(tmp_path) -> None:
-    path = tmp_path / 'secret.key'
-    path.write_text('x')
-    os.chmod(path, 0o600)
-    os.chmod(tmp_path, 0o755)
-    assert _tls.file_access_problems(str(path), 'root') == []
-    problems = _tls.file_access_problems(str(path), 'nobody')
-    assert any('cannot read' in p and 'secret.key' in p for p in problems)
-    assert 'does not exist' in _tls.file_access_problems(str(path), 'no-such-user-xyz')[0]
-    assert _tls.loose_key_mode(str(path)) is None
-    os.chmod(path, 0o644)
-    assert 'mode 0644' in _tls.loose_key_mode(str(path))
 
 
 class _Server:
