@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The molecule tier: build or reuse the host images, build the pg_tde test double's tarball,
-# then `molecule test` every scenario under molecule/ (except shared/) one after another.
+# The molecule tier: build or reuse the host images, then `molecule test` every scenario under
+# molecule/ (except shared/) one after another. The database hosts run the real pg_tde bundle
+# (../shared/real-pg_tde, unpacked in prepare by molecule/shared/prepare_real_pg_tde.yml).
 # A failed scenario does not stop the others; a table of times and results closes the run and
 # the exit status is non-zero when any scenario failed.
-# MOLECULE_SCENARIOS="smoke configure" selects scenarios. Logs: .cache/molecule-logs/<scenario>.log
+# MOLECULE_SCENARIOS="server pgbackrest" selects scenarios. Logs: .cache/molecule-logs/<scenario>.log
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
@@ -38,10 +39,6 @@ fi
 if ! bash scripts/images.sh; then
   log "image build failed: no scenario can run"
   exit 1
-fi
-if [ -f tests/pg_tde_double/build.sh ]; then
-  # Scenarios that need pg_tde unpack this tarball (molecule/shared/prepare_pg_tde_double.yml).
-  bash tests/pg_tde_double/build.sh --dist || log "WARNING: build.sh --dist failed; scenarios that install the double will fail"
 fi
 
 results=()
