@@ -2,16 +2,17 @@
 # Build (or reuse) the local podman images of the disposable test and lab hosts:
 #   localhost/tdeops-debian12-rootfs  debootstrap minbase bookworm, imported (no registry here)
 #   localhost/tdeops-debian12         + systemd as init, python3, the machine's mirror
-#   localhost/tdeops-pg15             + Debian's PostgreSQL 15 (cluster 15/main), psycopg, PyKMIP
 #   localhost/tdeops-pg17             + the runtime libraries of the real pg_tde bundle, psycopg, PyKMIP
 #                                       (molecule/shared/prepare_real_pg_tde.yml unpacks the bundle)
+#   localhost/tdeops-pg17-roles       + what the roles would install in converge: cryptsetup, openssh,
+#                                       Debian's pgbackrest (kept as pgbackrest.debian by the bundle)
 #   localhost/tdeops-kms              + PyKMIP server
 #   localhost/tdeops-ha               tdeops-pg17 + etcd (Debian) + Patroni (PyPI, /opt/patroni)
 # Each image carries the label org.tdeops.inputs, a hash of its build inputs (Containerfile,
 # mirror, parent's hash); an image is rebuilt only when that hash changes. Builds run under a
 # machine-wide flock because several engineers and CI jobs share one podman storage.
 #
-# Usage: scripts/images.sh [--force] [debian12|pg15|pg17|kms|ha ...]   (default: all)
+# Usage: scripts/images.sh [--force] [debian12|pg17|pg17-roles|kms|ha ...]   (default: all)
 #        scripts/images.sh --mirror                              (print the mirror it would use)
 # TDEOPS_DEBIAN_MIRROR / TDEOPS_DEBIAN_SECURITY_MIRROR override the mirror from the apt sources.
 set -euo pipefail
@@ -62,8 +63,8 @@ current_label() { podman image inspect --format "{{index .Labels \"$label\"}}" "
 # Hashes chain: a child is rebuilt whenever its parent's inputs change.
 rootfs_hash=$(hash_of rootfs v1 "$suite" minbase "$mirror")
 debian12_hash=$(hash_of "$rootfs_hash" "$(file_hash "$images_dir/debian12.Containerfile")" "$mirror" "$security_mirror")
-pg15_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/pg15.Containerfile")")
 pg17_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/pg17.Containerfile")")
+pg17_roles_hash=$(hash_of "$pg17_hash" "$(file_hash "$images_dir/pg17-roles.Containerfile")")
 kms_hash=$(hash_of "$debian12_hash" "$(file_hash "$images_dir/kms.Containerfile")")
 ha_hash=$(hash_of "$pg17_hash" "$(file_hash "$images_dir/ha.Containerfile")")
 
@@ -106,12 +107,12 @@ for a in "$@"; do
   case $a in
     --force) force=1 ;;
     --mirror) echo "$mirror${security_mirror:+ $security_mirror}"; exit 0 ;;
-    debian12|pg15|pg17|kms|ha) want+=("$a") ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
-    *) die "unknown argument $a (debian12, pg15, pg17, kms, ha, --force, --mirror)" ;;
+    debian12|pg17|pg17-roles|kms|ha) want+=("$a") ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) die "unknown argument $a (debian12, pg17, pg17-roles, kms, ha, --force, --mirror)" ;;
   esac
 done
-[ ${#want[@]} -gt 0 ] || want=(debian12 pg15 pg17 kms ha)
+[ ${#want[@]} -gt 0 ] || want=(debian12 pg17 pg17-roles kms ha)
 
 command -v podman >/dev/null || die "podman is missing: bash scripts/setup.sh installs it"
 command -v debootstrap >/dev/null || die "debootstrap is missing: bash scripts/setup.sh installs it"
@@ -130,8 +131,10 @@ build_layer debian12 "$debian12_hash" localhost/tdeops-debian12-rootfs \
   --build-arg "MIRROR=$mirror" --build-arg "SECURITY_MIRROR=$security_mirror"
 for w in "${want[@]}"; do
   case $w in
-    pg15) build_layer pg15 "$pg15_hash" localhost/tdeops-debian12 ;;
     pg17) build_layer pg17 "$pg17_hash" localhost/tdeops-debian12 ;;
+    # the child needs its parent current first
+    pg17-roles) build_layer pg17 "$pg17_hash" localhost/tdeops-debian12
+                build_layer pg17-roles "$pg17_roles_hash" localhost/tdeops-pg17 ;;
     kms) build_layer kms "$kms_hash" localhost/tdeops-debian12 ;;
     # The HA scenario's hosts: tdeops-pg17 first (its parent).
     ha) build_layer pg17 "$pg17_hash" localhost/tdeops-debian12
