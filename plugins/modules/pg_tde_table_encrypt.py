@@ -136,8 +136,8 @@ options:
       - The row hash is C(hash_record_extended) (each column hashed by its type's own hash
         function; PostgreSQL computes it with parallel workers when C(max_parallel_workers_per_gather)
         allows); a table with a column type that has no hash function (C(json), C(point), C(xml), ...)
-        is hashed through the row's text instead, which is slower (RV(tables[].checksum_method)).
-      - It reads the table twice more while the lock is held; RV(tables[].phase_seconds) shows what
+        is hashed through the row's text instead, which is slower (C(checksum_method) in RV(tables)).
+      - It reads the table twice more while the lock is held; C(phase_seconds) in RV(tables) shows what
         that costs per table.
     type: bool
     default: true
