@@ -128,7 +128,8 @@ def main() -> int:
         print(f"   default key    {key_text(keys.get('default'))}")
         for db, key in (keys.get('databases') or {}).items():
             # No key of its own: the database uses the default key.
-            own = key_text(key) if key else 'none of its own (uses the default key)'
+            own = ('%s: the default key' % key_text(key) if key and key.get('same_as_default')
+                   else key_text(key) if key else 'none of its own (uses the default key)')
             print(f'   database {db}: {own}')
         print(f"   wal_encrypt    {wal.get('setting')}"
               f"{' (pending restart)' if wal.get('pending_restart') else ''}")
