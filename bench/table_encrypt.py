@@ -49,6 +49,9 @@ from bench.common import (  # noqa: E402
 )
 from tests.support.pg import PG_BIN, PgCluster  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, '.cache', 'collections'))
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._tables import checksum_statement  # noqa: E402
+
 MODULE_PATH = os.path.join(ROOT, 'plugins', 'modules', 'pg_tde_table_encrypt.py')
 COLLECTIONS = os.path.join(ROOT, '.cache', 'collections')
 
@@ -186,11 +189,13 @@ def fixed_cost(cluster: PgCluster, workdir: str, tables: list[str], state: str) 
 
 CHECKSUMS = {
     'scan only: count(*)': 'SELECT count(*) FROM ONLY big',
-    'text hash (before): hashtextextended(row::text), sum(::numeric)':
+    'before: count, sum(h::numeric), bit_xor(h), h = hashtextextended(row::text) (hashed twice per row)':
         'SELECT count(*), sum(h::numeric), bit_xor(h) FROM (SELECT hashtextextended(ROW(r.*)::text, 0) AS h '
         'FROM ONLY big AS r) q',
-    'per-column hash (now): hash_record_extended(r.*), sum':
+    'per-column hash, sum and bit_xor (hashed twice per row)':
         'SELECT count(*), sum(h), bit_xor(h) FROM (SELECT hash_record_extended(r.*, 0) AS h FROM ONLY big AS r) q',
+    'now: count, sum(hash_record_extended(r.*)) (the module\'s checksum_statement)':
+        checksum_statement('public', 'big'),
 }
 
 

@@ -130,7 +130,7 @@ options:
     default: 1
   verify_integrity:
     description:
-      - Count the rows and compute an order-independent checksum of them (sum and xor of a 64-bit
+      - Count the rows and compute an order-independent checksum of them (the exact sum of a 64-bit
         hash of each row, in SQL) before and after the rewrite, in the same transaction; commit
         only when they match.
       - The row hash is C(hash_record_extended) (each column hashed by its type's own hash

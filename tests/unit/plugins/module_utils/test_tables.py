@@ -266,8 +266,11 @@ def test_statements_quote_names():
 
 def test_checksum_statement_hashes():
     record = t.checksum_statement('s', 'x')
-    assert 'hash_record_extended(r.*, 0)' in record and 'sum(h)' in record and 'bit_xor(h)' in record
-    assert 'hashtextextended(r::text, 0)' in t.checksum_statement('s', 'x', 'text')
+    assert record == ('SELECT count(*) AS rows, coalesce(sum(hash_record_extended(r.*, 0)), 0)::text AS hash_sum '
+                      'FROM ONLY "s"."x" AS r')
+    # one aggregate of the hash: a second one would make PostgreSQL hash every row twice
+    assert record.count('hash_record_extended') == 1
+    assert 'sum(hashtextextended(r::text, 0))' in t.checksum_statement('s', 'x', 'text')
 
 
 # -- rewrite_table against a scripted fake session ---------------------------
@@ -328,7 +331,7 @@ class FakeSession:
             if method == 'record' and not self.record_hash:
                 raise FakeError('42883', 'could not identify an extended hash function for type json')
             n = self.rows_after if self.altered else 3
-            return {'rows': n, 'hash_sum': str(n * 7), 'hash_xor': '1'}
+            return {'rows': n, 'hash_sum': str(n * 7)}
         return {}
 
     def execute(self, sql, params=None):
