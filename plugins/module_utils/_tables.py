@@ -428,16 +428,20 @@ SELECT c.oid::bigint AS oid, pg_total_relation_size(c.oid) AS total_bytes,
 FROM pg_class c WHERE c.oid = ANY(%s::oid[])
 """
 
+# The table, its TOAST table, their indexes: each found through an index of the catalog (a join
+# with OR conditions would scan pg_class and pg_index for every row, which grows with the size
+# of the catalog and cost milliseconds per table even on a small one).
 PARTS_SQL = """
-WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_class c WHERE c.oid = %s::oid)
-SELECT c.oid::regclass::text AS relation,
-       CASE WHEN c.oid = t.oid THEN 'table' WHEN c.oid = t.reltoastrelid THEN 'TOAST'
-            WHEN i.indrelid = t.reltoastrelid THEN 'TOAST index' ELSE 'index' END AS part,
-       pg_tde_is_encrypted(c.oid::regclass) AS encrypted
-FROM t JOIN pg_class c ON c.oid = t.oid OR (t.reltoastrelid <> 0 AND c.oid = t.reltoastrelid)
-     OR c.oid IN (SELECT x.indexrelid FROM pg_index x
-                  WHERE x.indrelid = t.oid OR (t.reltoastrelid <> 0 AND x.indrelid = t.reltoastrelid))
-LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_class c WHERE c.oid = %s::oid),
+parts AS (
+    SELECT t.oid AS oid, 'table' AS part FROM t
+    UNION ALL SELECT t.reltoastrelid, 'TOAST' FROM t WHERE t.reltoastrelid <> 0
+    UNION ALL SELECT i.indexrelid, 'index' FROM t JOIN pg_index i ON i.indrelid = t.oid
+    UNION ALL SELECT i.indexrelid, 'TOAST index' FROM t JOIN pg_index i ON i.indrelid = t.reltoastrelid
+              WHERE t.reltoastrelid <> 0
+)
+SELECT p.oid::regclass::text AS relation, p.part, pg_tde_is_encrypted(p.oid::regclass) AS encrypted
+FROM parts p JOIN pg_class c ON c.oid = p.oid
 WHERE c.relkind IN ('r', 'm', 't', 'i')
 ORDER BY 2 DESC, 1
 """
