@@ -51,6 +51,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils import _online_sql a
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._tables import (
     RETRY_SQLSTATES,
     TARGET_AM,
+    hash_method,
     retry_delays,
     row_checksum,
     storage_parts,
@@ -102,15 +103,14 @@ def _is_connection_lost(exc: BaseException) -> bool:
 
 
 def totals_from(row: dict[str, Any]) -> dict[str, int]:
-    return {'rows': int(row['rows']), 'sum': int(row['hash_sum']), 'xor': int(row['hash_xor'])}
+    return {'rows': int(row['rows']), 'sum': int(row['hash_sum'])}
 
 
 def replace_rows(total: dict[str, int], removed: dict[str, int], added: dict[str, int]) -> dict[str, int]:
     """The running total of the copy after `removed` rows were deleted and `added` inserted
-    (count and sum add up, xor cancels)."""
+    (count and sum add up)."""
     return {'rows': total['rows'] - removed['rows'] + added['rows'],
-            'sum': total['sum'] - removed['sum'] + added['sum'],
-            'xor': total['xor'] ^ removed['xor'] ^ added['xor']}
+            'sum': total['sum'] - removed['sum'] + added['sum']}
 
 
 def job_row(session, job_id: int) -> dict[str, Any] | None:
@@ -156,6 +156,7 @@ class OnlineMove:
         self.defn: dict[str, Any] | None = None
         self.key: list[str] = []
         self.totals: dict[str, int] | None = None
+        self.hash: str | None = None   # row hash of every checksum of this table (_tables.hash_method)
         self.recorded: set[str] = set()
         self.out: dict[str, Any] = {
             'method': 'online', 'attempts': 0, 'rows': None, 'verified': None, 'checksum_match': None,
@@ -172,6 +173,13 @@ class OnlineMove:
         # lock_timeout guards the application's tables and is set (SET LOCAL) for each step that
         # locks them; the job's own objects are locked by nobody but autovacuum, which yields
         self.s.query("SELECT set_config('lock_timeout', '1min', false)")
+
+    def checksum(self, schema: str, name: str) -> dict[str, Any]:
+        """The collection's row checksum, with one row hash for the table, its copy and their views
+        (the copy has the table's column types)."""
+        if self.hash is None:
+            self.hash = hash_method(self.s, self.item['schema'], self.item['table'])
+        return row_checksum(self.s, schema, name, self.hash)
 
     def x(self, stmt, params=None) -> int:
         """Run a change; record its text once (without values: keys are data)."""
@@ -346,8 +354,7 @@ class OnlineMove:
             return
         self.key = list(self.job['key_columns'])
         if self.job['shd_rows'] is not None:
-            self.totals = {'rows': int(self.job['shd_rows']), 'sum': int(self.job['shd_sum']),
-                           'xor': int(self.job['shd_xor'])}
+            self.totals = {'rows': int(self.job['shd_rows']), 'sum': int(self.job['shd_sum'])}
 
     def stale_reason(self, defn: dict[str, Any]) -> str | None:
         job = self.job or {}
@@ -444,12 +451,12 @@ class OnlineMove:
         if keys <= 0:
             return 0
         self.x(q.analyze_keys(self.job_id))
-        before = totals_from(row_checksum(self.s, 'pg_temp', self.n['shd_view'])) if track else None
+        before = totals_from(self.checksum('pg_temp', self.n['shd_view'])) if track else None
         self.x(q.delete_keys_from_copy(self.job_id, self.key))
         self.x(q.copy_keys(self.job_id, self.defn, self.key))
         if self.verify:
-            after = totals_from(row_checksum(self.s, 'pg_temp', self.n['shd_view']))
-            expected = totals_from(row_checksum(self.s, 'pg_temp', self.n['src_view']))
+            after = totals_from(self.checksum('pg_temp', self.n['shd_view']))
+            expected = totals_from(self.checksum('pg_temp', self.n['src_view']))
             if after != expected:
                 raise VerificationFailed('the rows of %d changed keys differ between the table and the copy after '
                                          'copying them again (table %s, copy %s)' % (keys, expected, after))
@@ -462,7 +469,7 @@ class OnlineMove:
 
     def save_totals(self, phase: str) -> None:
         t = self.totals or {}
-        self.x(q.save_totals(), [t.get('rows'), t.get('sum'), t.get('xor'), phase, self.job_id])
+        self.x(q.save_totals(), [t.get('rows'), t.get('sum'), phase, self.job_id])
         self.job['phase'] = phase
 
     def check_not_stale(self) -> None:
@@ -484,13 +491,13 @@ class OnlineMove:
                     self.check_not_stale()
                     self.replay(track=False)
                     if self.verify:
-                        copy_total = totals_from(row_checksum(self.s, STATE_SCHEMA, self.n['shadow']))
-                        table_total = totals_from(row_checksum(self.s, self.defn['table']['schema'],
-                                                               self.defn['table']['name']))
+                        copy_total = totals_from(self.checksum(STATE_SCHEMA, self.n['shadow']))
+                        table_total = totals_from(self.checksum(self.defn['table']['schema'],
+                                                                self.defn['table']['name']))
                         if copy_total != table_total:
                             raise VerificationFailed('after the copy, in one snapshot, the copy has %(rows)s rows '
-                                                     '(checksum %(sum)s/%(xor)s)' % copy_total +
-                                                     ' and the table %(rows)s (%(sum)s/%(xor)s)' % table_total)
+                                                     '(checksum %(sum)s)' % copy_total +
+                                                     ' and the table %(rows)s (%(sum)s)' % table_total)
                         self.totals = copy_total
                         self.out['verified'] = True
                     self.save_totals('indexes')
@@ -601,7 +608,7 @@ class OnlineMove:
                 raise VerificationFailed('%s. Rolled back: the table is unchanged' % '; '.join(bad))
             t = self.totals or {}
             self.x(q.mark_swapped(), [shadow_oid, ['%s\t%s\t%s' % v for v in validate], t.get('rows'), t.get('sum'),
-                                      t.get('xor'), self.job_id])
+                                      self.job_id])
         self.out['switch_lock_seconds'] = round(time.monotonic() - locked, 3)
         self.out['changed'] = True
         self.job = job_row(self.s, self.job_id)
@@ -624,16 +631,15 @@ class OnlineMove:
         self.x(q.sql.SQL('UPDATE {} SET validate = NULL WHERE job_id = %s').format(q.st(q.JOBS_TABLE)), [self.job_id])
         old_exists = self.relation_oid(STATE_SCHEMA, self.n['old']) is not None
         if self.verify and self.job.get('shd_rows') is not None and old_exists:
-            expected = {'rows': int(self.job['shd_rows']), 'sum': int(self.job['shd_sum']),
-                        'xor': int(self.job['shd_xor'])}
-            old = totals_from(row_checksum(self.s, STATE_SCHEMA, self.n['old']))
+            expected = {'rows': int(self.job['shd_rows']), 'sum': int(self.job['shd_sum'])}
+            old = totals_from(self.checksum(STATE_SCHEMA, self.n['old']))
             self.out['rows'] = old['rows']
             self.out['checksum_match'] = old == expected
             if old != expected:
-                raise VerificationFailed('the old table (%s.%s, kept) has %s rows and checksum %s/%s at the switch, '
-                                         'the new table had %s rows and %s/%s: investigate before dropping it'
-                                         % (STATE_SCHEMA, self.n['old'], old['rows'], old['sum'], old['xor'],
-                                            expected['rows'], expected['sum'], expected['xor']))
+                raise VerificationFailed('the old table (%s.%s, kept) has %s rows and checksum %s at the switch, '
+                                         'the new table had %s rows and %s: investigate before dropping it'
+                                         % (STATE_SCHEMA, self.n['old'], old['rows'], old['sum'],
+                                            expected['rows'], expected['sum']))
             self.out['verified'] = True
         new_oid = int(self.job['new_oid'])
         bad = self.storage_check(new_oid)

@@ -102,7 +102,7 @@ def create_jobs_table(am: str):
         'job_id bigint PRIMARY KEY, source_oid oid NOT NULL, schema_name text NOT NULL, table_name text NOT NULL, '
         'target_am text NOT NULL, phase text NOT NULL, fingerprint text NOT NULL, trigger_xmin text, '
         'key_columns text[] NOT NULL, last_key text[], copied_rows bigint NOT NULL DEFAULT 0, '
-        'shd_rows bigint, shd_sum numeric, shd_xor bigint, truncated boolean NOT NULL DEFAULT false, '
+        'shd_rows bigint, shd_sum numeric, truncated boolean NOT NULL DEFAULT false, '
         'new_oid oid, validate text[], started_at timestamptz NOT NULL DEFAULT now(), '
         'updated_at timestamptz NOT NULL DEFAULT now(), swapped_at timestamptz) USING {}'
     ).format(st(JOBS_TABLE), sql.Identifier(am))
@@ -329,7 +329,7 @@ def copy_keys(job_id: int, defn: dict[str, Any], key: list[str]):
 
 
 def save_totals():
-    return sql.SQL('UPDATE {} SET shd_rows = %s, shd_sum = %s, shd_xor = %s, phase = %s, updated_at = now() '
+    return sql.SQL('UPDATE {} SET shd_rows = %s, shd_sum = %s, phase = %s, updated_at = now() '
                    'WHERE job_id = %s').format(st(JOBS_TABLE))
 
 
@@ -581,4 +581,4 @@ def swap_statements(job_id: int, src: dict[str, Any], shadow: dict[str, Any], se
 
 def mark_swapped():
     return sql.SQL("UPDATE {} SET phase = 'swapped', new_oid = %s, validate = %s, shd_rows = %s, shd_sum = %s, "
-                   'shd_xor = %s, swapped_at = now(), updated_at = now() WHERE job_id = %s').format(st(JOBS_TABLE))
+                   'swapped_at = now(), updated_at = now() WHERE job_id = %s').format(st(JOBS_TABLE))

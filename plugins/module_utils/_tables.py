@@ -376,13 +376,27 @@ def rewrite_statement(item: dict[str, Any], target_am: str) -> str:
                                                  quote_ident(target_am))
 
 
-def checksum_statement(schema: str, name: str) -> str:
-    """Row count and two order-independent sums of a 64-bit hash of every row's text: the
-    same rows give the same result whatever their physical order."""
-    return ('SELECT count(*) AS rows, coalesce(sum(h::numeric), 0)::text AS hash_sum, '
-            'coalesce(bit_xor(h), 0)::text AS hash_xor FROM '
-            '(SELECT hashtextextended(ROW(r.*)::text, 0) AS h FROM ONLY %s AS r) AS q'
-            % qualified(schema, name))
+# Row hashes for verify_integrity. "record" hashes each column with its type's own extended hash
+# function (hash_record_extended, PostgreSQL 14+): no text output of every value, and parallel
+# workers can compute it. "text" hashes the row's text form: the fallback for a table with a
+# column type that has no hash function (json, point, xml, ...).
+ROW_HASHES = {
+    'record': 'hash_record_extended(r.*, 0)',
+    'text': 'hashtextextended(r::text, 0)',
+}
+# SQLSTATEs of "could not identify an extended hash function for type ..."
+NO_HASH_SQLSTATES = ('42883', '0A000')
+
+
+def checksum_statement(schema: str, name: str, method: str = 'record') -> str:
+    """Row count and the exact (numeric) sum of a 64-bit hash of every row: the same rows give
+    the same result whatever their physical order, and any other multiset of rows a different
+    one but with a chance of about 2**-64. One aggregate over one hash: PostgreSQL does not share
+    a common subexpression between aggregates, so a second aggregate of the hash (a xor, as
+    before) would hash every row twice. A plain aggregate over the table, so PostgreSQL can run it
+    with parallel workers (they share the rewrite's lock)."""
+    return ('SELECT count(*) AS rows, coalesce(sum(%s), 0)::text AS hash_sum FROM ONLY %s AS r'
+            % (ROW_HASHES[method], qualified(schema, name)))
 
 
 # ---------------------------------------------------------------------------
@@ -414,16 +428,20 @@ SELECT c.oid::bigint AS oid, pg_total_relation_size(c.oid) AS total_bytes,
 FROM pg_class c WHERE c.oid = ANY(%s::oid[])
 """
 
+# The table, its TOAST table, their indexes: each found through an index of the catalog (a join
+# with OR conditions would scan pg_class and pg_index for every row, which grows with the size
+# of the catalog and cost milliseconds per table even on a small one).
 PARTS_SQL = """
-WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_class c WHERE c.oid = %s::oid)
-SELECT c.oid::regclass::text AS relation,
-       CASE WHEN c.oid = t.oid THEN 'table' WHEN c.oid = t.reltoastrelid THEN 'TOAST'
-            WHEN i.indrelid = t.reltoastrelid THEN 'TOAST index' ELSE 'index' END AS part,
-       pg_tde_is_encrypted(c.oid::regclass) AS encrypted
-FROM t JOIN pg_class c ON c.oid = t.oid OR (t.reltoastrelid <> 0 AND c.oid = t.reltoastrelid)
-     OR c.oid IN (SELECT x.indexrelid FROM pg_index x
-                  WHERE x.indrelid = t.oid OR (t.reltoastrelid <> 0 AND x.indrelid = t.reltoastrelid))
-LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WITH t AS (SELECT c.oid, c.reltoastrelid FROM pg_class c WHERE c.oid = %s::oid),
+parts AS (
+    SELECT t.oid AS oid, 'table' AS part FROM t
+    UNION ALL SELECT t.reltoastrelid, 'TOAST' FROM t WHERE t.reltoastrelid <> 0
+    UNION ALL SELECT i.indexrelid, 'index' FROM t JOIN pg_index i ON i.indrelid = t.oid
+    UNION ALL SELECT i.indexrelid, 'TOAST index' FROM t JOIN pg_index i ON i.indrelid = t.reltoastrelid
+              WHERE t.reltoastrelid <> 0
+)
+SELECT p.oid::regclass::text AS relation, p.part, pg_tde_is_encrypted(p.oid::regclass) AS encrypted
+FROM parts p JOIN pg_class c ON c.oid = p.oid
 WHERE c.relkind IN ('r', 'm', 't', 'i')
 ORDER BY 2 DESC, 1
 """
@@ -483,9 +501,38 @@ def storage_parts(session, oid: int) -> list[dict[str, Any]]:
     return session.query(PARTS_SQL, [oid])
 
 
-def row_checksum(session, schema: str, name: str) -> dict[str, Any]:
-    row = session.query_one(checksum_statement(schema, name))
-    return {'rows': int(row['rows']), 'hash_sum': row['hash_sum'], 'hash_xor': row['hash_xor']}
+def row_checksum(session, schema: str, name: str, method: str = 'record') -> dict[str, Any]:
+    row = session.query_one(checksum_statement(schema, name, method))
+    return {'rows': int(row['rows']), 'hash_sum': row['hash_sum'], 'method': method}
+
+
+def first_checksum(session, schema: str, name: str) -> dict[str, Any]:
+    """row_checksum with the per-column hash, or with the text hash when a column type has no
+    extended hash function. That error comes at the first row (the type cache is read before
+    any value is hashed), inside a savepoint, so the transaction and its lock go on."""
+    try:
+        with session.conn.transaction():
+            return row_checksum(session, schema, name, 'record')
+    except Exception as exc:
+        if _sqlstate(exc) not in NO_HASH_SQLSTATES:
+            raise
+    return row_checksum(session, schema, name, 'text')
+
+
+def hash_method(session, schema: str, name: str) -> str:
+    """The row hash every checksum of this table uses: "record" when every column type has an
+    extended hash function, else "text". Probed on one row of NULLs of the table's row type
+    (hash_record_extended looks the functions up before it hashes any value), so an empty table
+    gives the same answer as a full one; inside a savepoint, so the caller's transaction goes on."""
+    probe = 'SELECT hash_record_extended(r.*, 0) FROM (SELECT (NULL::%s).*) AS r' % qualified(schema, name)
+    try:
+        with session.conn.transaction():
+            session.query_one(probe)
+    except Exception as exc:
+        if _sqlstate(exc) not in NO_HASH_SQLSTATES:
+            raise
+        return 'text'
+    return 'record'
 
 
 def current_access_method(session, oid: int) -> str | None:
@@ -515,27 +562,41 @@ def rewrite_once(session, item: dict[str, Any], state: str, lock_timeout: str,
                  verify_integrity: bool) -> dict[str, Any]:
     """One attempt, in one transaction: take the lock (lock_timeout), check the access
     method again, checksum, ALTER ... SET ACCESS METHOD, check every part with
-    pg_tde_is_encrypted, checksum again; commit only when all of it holds, otherwise
-    roll back (VerificationFailed) so the table stays as it was."""
+    pg_tde_is_encrypted, checksum again (same hash as before); commit only when all of it
+    holds, otherwise roll back (VerificationFailed) so the table stays as it was.
+    out['phase_seconds'] says where the time went (lock, checksum_before, rewrite, check,
+    checksum_after, commit)."""
     target = TARGET_AM[state]
     expect = state == 'encrypted'
     out: dict[str, Any] = {}
+    phases: dict[str, float] = {}
+    out['phase_seconds'] = phases
+    clock = [time.monotonic()]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - clock[0], 3)
+        clock[0] = now
+
     with session.conn.transaction():
         session.query("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
         if item['action'] == 'set_access_method':
             # A partitioned table (PostgreSQL 17+): catalog only, nothing to rewrite or prove.
             session.execute(rewrite_statement(item, target))
+            lap('rewrite')
             am = current_access_method(session, item['oid'])
             out['verified'] = am == target
             if am != target:
                 raise VerificationFailed('the access method is %s after the ALTER, not %s. Rolled back.'
                                          % (am, target))
             out['status'] = state
+            lap('check')
             return out
         if item['relkind'] != 'm':  # LOCK TABLE does not take materialized views; their ALTER locks
             session.query('LOCK TABLE ONLY %s IN ACCESS EXCLUSIVE MODE'
                           % qualified(item['schema'], item['table']))
             am = current_access_method(session, item['oid'])
+            lap('lock')
             if am == target:
                 out['status'] = 'skipped'
                 out['reason'] = 'already %s (changed by someone else meanwhile)' % target
@@ -545,22 +606,31 @@ def rewrite_once(session, item: dict[str, Any], state: str, lock_timeout: str,
                 out['reason'] = 'dropped meanwhile'
                 return out
         populated = item.get('populated', True) is not False
-        before = row_checksum(session, item['schema'], item['table']) if verify_integrity and populated else None
+        before = None
+        if verify_integrity and populated:
+            before = first_checksum(session, item['schema'], item['table'])
+            lap('checksum_before')
         session.execute(rewrite_statement(item, target))
+        lap('rewrite')
         bad = storage_problems(storage_parts(session, item['oid']), expect)
-        after = row_checksum(session, item['schema'], item['table']) if verify_integrity and populated else None
+        lap('check')
+        after = None
+        if before is not None:
+            after = row_checksum(session, item['schema'], item['table'], before['method'])
+            lap('checksum_after')
         out['verified'] = not bad
         if before is not None:
             out['rows'] = after['rows']
             out['checksum_match'] = before == after
+            out['checksum_method'] = before['method']
         if bad:
             raise VerificationFailed('after the rewrite, inside its transaction: %s. Rolled back: the '
                                      'table is unchanged.' % '; '.join(bad))
         if before is not None and before != after:
-            raise VerificationFailed('rows differ after the rewrite (before: %s rows, sum %s, xor %s; '
-                                     'after: %s rows, sum %s, xor %s). Rolled back: the table is unchanged.'
-                                     % (before['rows'], before['hash_sum'], before['hash_xor'],
-                                        after['rows'], after['hash_sum'], after['hash_xor']))
+            raise VerificationFailed('rows differ after the rewrite (before: %s rows, hash sum %s; after: %s '
+                                     'rows, hash sum %s). Rolled back: the table is unchanged.'
+                                     % (before['rows'], before['hash_sum'], after['rows'], after['hash_sum']))
+    lap('commit')
     out['status'] = state
     return out
 

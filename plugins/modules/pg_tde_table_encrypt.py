@@ -138,11 +138,15 @@ options:
     default: 1
   verify_integrity:
     description:
-      - Count the rows and compute an order-independent checksum of them (sum and xor of a 64-bit
-        hash of each row's text, in SQL) before and after the rewrite, in the same transaction;
-        commit only when they match.
-      - It reads the table twice more while the lock is held, so the table is unavailable for
-        about three times as long as without it.
+      - Count the rows and compute an order-independent checksum of them (the exact sum of a 64-bit
+        hash of each row, in SQL) before and after the rewrite, in the same transaction; commit
+        only when they match.
+      - The row hash is C(hash_record_extended) (each column hashed by its type's own hash
+        function; PostgreSQL computes it with parallel workers when C(max_parallel_workers_per_gather)
+        allows); a table with a column type that has no hash function (C(json), C(point), C(xml), ...)
+        is hashed through the row's text instead, which is slower (C(checksum_method) in RV(tables)).
+      - It reads the table twice more while the lock is held; C(phase_seconds) in RV(tables) shows what
+        that costs per table.
       - With O(method=online) nothing is read under the lock. The copy is compared with the table in
         one snapshot after the copy, every catch-up round compares the rows it copied again, and after
         the switch the old table (no longer written) must have the row count and checksum the new
@@ -291,21 +295,28 @@ tables:
       C(failed) or C(not_started) (the run stopped before it).
     - C(verified) is true when C(pg_tde_is_encrypted) of the table, its indexes, TOAST and TOAST
       index was as expected; C(checksum_match) compares rows before and after (null without
-      O(verify_integrity)).
+      O(verify_integrity)); C(checksum_method) is C(record) (per-column hash) or C(text) (hash of
+      the row's text, for column types without a hash function).
+    - C(phase_seconds) is where the time of the last attempt went, in seconds - C(lock) (lock and
+      access method check), C(checksum_before), C(rewrite), C(check) (C(pg_tde_is_encrypted) of
+      every part), C(checksum_after), C(commit).
     - With O(method=online) C(status) can also be C(aborted) (O(online_abort)), C(checksum_match) compares
       the old table after the switch with the new one at the switch, and each entry also has
       C(method), C(copied_rows), C(rounds) and C(replayed_keys) (catch-up), the lock times
       C(setup_lock_seconds) (writes blocked), C(switch_lock_wait_seconds) and C(switch_lock_seconds)
       (reads and writes blocked), C(resumed_from) (phase of an interrupted run this one went on from),
       C(restarted) (why an earlier job was dropped and started over), C(old_table) (with
-      O(online_keep_old)), C(job_kept) (the copy was kept for the next run) and C(phase_seconds).
+      O(online_keep_old)), C(job_kept) (the copy was kept for the next run); its C(phase_seconds)
+      names the online phases.
   returned: always
   type: list
   elements: dict
   sample:
     - {database: shop, schema: public, table: orders, action: rewrite, status: encrypted,
        size_bytes: 1073741824, seconds: 41.2, attempts: 1, verified: true, checksum_match: true,
-       rows: 5000000, error: null}
+       checksum_method: record, rows: 5000000, error: null,
+       phase_seconds: {lock: 0.001, checksum_before: 4.1, rewrite: 31.5, check: 0.002,
+                       checksum_after: 5.3, commit: 0.3}}
 free_space:
   description: Per file system holding tables to rewrite, the bytes needed and available.
   returned: always
@@ -370,10 +381,10 @@ PLAN_KEYS = ('order', 'database', 'schema', 'table', 'kind', 'action', 'access_m
              'target_access_method', 'size_bytes', 'size', 'table_bytes', 'index_bytes', 'toast_bytes',
              'tablespace', 'partition_of', 'method', 'online')
 RESULT_KEYS = ('database', 'schema', 'table', 'action', 'status', 'size_bytes', 'seconds', 'attempts',
-               'verified', 'checksum_match', 'rows', 'error')
+               'verified', 'checksum_match', 'checksum_method', 'rows', 'phase_seconds', 'error')
 ONLINE_RESULT_KEYS = ('method', 'copied_rows', 'rounds', 'replayed_keys', 'setup_lock_seconds',
                       'switch_lock_wait_seconds', 'switch_lock_seconds', 'resumed_from', 'restarted', 'old_table',
-                      'job_kept', 'phase_seconds')
+                      'job_kept')
 
 
 def argument_spec() -> dict[str, Any]:

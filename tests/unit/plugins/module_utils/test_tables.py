@@ -264,6 +264,15 @@ def test_statements_quote_names():
     assert 'FROM ONLY "Sales"."a""b" AS r' in t.checksum_statement('Sales', 'a"b')
 
 
+def test_checksum_statement_hashes():
+    record = t.checksum_statement('s', 'x')
+    assert record == ('SELECT count(*) AS rows, coalesce(sum(hash_record_extended(r.*, 0)), 0)::text AS hash_sum '
+                      'FROM ONLY "s"."x" AS r')
+    # one aggregate of the hash: a second one would make PostgreSQL hash every row twice
+    assert record.count('hash_record_extended') == 1
+    assert 'sum(hashtextextended(r::text, 0))' in t.checksum_statement('s', 'x', 'text')
+
+
 # -- rewrite_table against a scripted fake session ---------------------------
 
 class FakeError(Exception):
@@ -290,13 +299,16 @@ class FakeConn:
 class FakeSession:
     """Answers the queries rewrite_once makes; lock_failures LOCK TABLEs fail with 55P03."""
 
-    def __init__(self, lock_failures=0, after_am='tde_heap', rows_after=3, encrypted_after=True):
+    def __init__(self, lock_failures=0, after_am='tde_heap', rows_after=3, encrypted_after=True,
+                 record_hash=True):
         self.conn = FakeConn()
         self.lock_failures = lock_failures
         self.altered = False
         self.after_am = after_am
         self.rows_after = rows_after
         self.encrypted_after = encrypted_after
+        self.record_hash = record_hash  # False: a column type without an extended hash function
+        self.checksums = []
         self.executed_queries = []
 
     def query(self, sql, params=None):
@@ -313,9 +325,13 @@ class FakeSession:
     def query_one(self, sql, params=None):
         if 'AS am' in sql:
             return {'am': self.after_am if self.altered else 'heap'}
-        if 'hashtextextended' in sql:
+        if 'AS hash_sum' in sql:
+            method = 'record' if 'hash_record_extended' in sql else 'text'
+            self.checksums.append(('after' if self.altered else 'before', method))
+            if method == 'record' and not self.record_hash:
+                raise FakeError('42883', 'could not identify an extended hash function for type json')
             n = self.rows_after if self.altered else 3
-            return {'rows': n, 'hash_sum': str(n * 7), 'hash_xor': '1'}
+            return {'rows': n, 'hash_sum': str(n * 7)}
         return {}
 
     def execute(self, sql, params=None):
@@ -339,8 +355,27 @@ def test_rewrite_ok():
     s = FakeSession()
     res = run(s)
     assert res['status'] == 'encrypted' and res['changed'] and res['verified'] and res['checksum_match']
-    assert res['rows'] == 3 and res['attempts'] == 1
-    assert s.conn.log.count('COMMIT') == 1 and 'ROLLBACK' not in s.conn.log
+    assert res['rows'] == 3 and res['attempts'] == 1 and res['checksum_method'] == 'record'
+    assert s.checksums == [('before', 'record'), ('after', 'record')]
+    # the outer transaction and the savepoint around the first checksum both commit
+    assert s.conn.log.count('COMMIT') == 2 and 'ROLLBACK' not in s.conn.log
+    assert set(res['phase_seconds']) == {'lock', 'checksum_before', 'rewrite', 'check', 'checksum_after', 'commit'}
+
+
+def test_rewrite_falls_back_to_the_text_hash():
+    s = FakeSession(record_hash=False)
+    res = run(s)
+    assert res['status'] == 'encrypted' and res['checksum_match'] and res['checksum_method'] == 'text'
+    # the failed per-column hash rolls back to its savepoint only; before and after use one hash
+    assert s.checksums == [('before', 'record'), ('before', 'text'), ('after', 'text')]
+    assert s.conn.log.count('ROLLBACK') == 1 and s.conn.log.count('COMMIT') == 1
+
+
+def test_rewrite_without_verification_reads_no_rows():
+    s = FakeSession()
+    res = run(s, verify_integrity=False)
+    assert res['status'] == 'encrypted' and res['checksum_match'] is None and s.checksums == []
+    assert 'checksum_before' not in res['phase_seconds']
 
 
 def test_rewrite_retries_lock_then_succeeds():
