@@ -254,19 +254,24 @@ def coverage_section(info: dict[str, Any], policy: dict[str, Any]) -> tuple[list
             findings.append(finding('extension_missing', 'warning' if enforce_required else 'info',
                                     'Database %s has no pg_tde extension: tables created there cannot be encrypted.'
                                     % name, name))
-        if db['extension']:
-            enforce_on = str(db['enforce_encryption'] or '').lower() == 'on'
-            if not enforce_on:
-                findings.append(finding(
-                    'enforcement_off', 'violation' if enforce_required else 'info',
-                    'pg_tde.enforce_encryption is off in database %s: new tables may be created unencrypted.' % name, name))
-            if db['default_table_access_method'] != 'tde_heap':
-                findings.append(finding(
-                    'default_access_method_not_tde_heap', 'warning' if enforce_on else 'info',
-                    'default_table_access_method is %s in database %s: CREATE TABLE without USING tde_heap %s.'
-                    % (db['default_table_access_method'], name,
-                       'is refused while enforce_encryption is on' if enforce_on else 'creates an unencrypted table'),
-                    name))
+    # Settings per database; template1's do not reach new databases (CREATE DATABASE does not copy
+    # them), so it is left out. One finding per setting, naming the databases.
+    judged = [d for d in databases if d['extension'] and d['name'] != 'template1']
+    off = [d['name'] for d in judged if str(d['enforce_encryption'] or '').lower() != 'on']
+    if off:
+        findings.append(finding(
+            'enforcement_off', 'violation' if enforce_required else 'info',
+            'pg_tde.enforce_encryption is off in database(s) %s: new tables may be created unencrypted.'
+            % ', '.join(off), ', '.join(off)))
+    for enforced in (True, False):
+        names = [d['name'] for d in judged if d['default_table_access_method'] != 'tde_heap'
+                 and (str(d['enforce_encryption'] or '').lower() == 'on') == enforced]
+        if names:
+            findings.append(finding(
+                'default_access_method_not_tde_heap', 'warning' if enforced else 'info',
+                'default_table_access_method is not tde_heap in database(s) %s: CREATE TABLE without USING tde_heap %s.'
+                % (', '.join(names), 'is refused while enforce_encryption is on' if enforced
+                   else 'creates an unencrypted table'), ', '.join(names)))
     return databases, findings
 
 

@@ -127,6 +127,8 @@ ul.findings li{margin:3px 0}
 svg text{font-family:"DejaVu Sans",Arial,Helvetica,sans-serif}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
+details{margin:2px 0 8px}
+summary{cursor:pointer;font-size:13px}
 """
 
 
@@ -192,21 +194,22 @@ def key_age_chart(report: dict[str, Any]) -> str:
         return '<p class="muted">No readable principal key.</p>'
     max_age = float(report['policy'].get('max_key_age_days') or 365)
     scale_max = max([max_age * 1.15] + [k['age_days'] * 1.05 for _h, k in rows])
-    label_w, bar_w, row_h = 300, 440, 24
+    label_w, bar_w, row_h = 260, 380, 24
     height = row_h * len(rows) + 40
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" '
-             'aria-label="Age of the principal keys">' % (label_w + bar_w + 90, height)]
+             'aria-label="Age of the principal keys">' % (label_w + bar_w + 420, height)]
     for i, (host, k) in enumerate(rows):
         y = 8 + i * row_h
-        width = max(1.0, round(bar_w * k['age_days'] / scale_max, 1))
+        width = max(2.0, round(bar_w * k['age_days'] / scale_max, 1))
         color = COLORS['ok'] if k['status'] == 'ok' else COLORS.get(k['status'], COLORS['violation'])
-        label = '%s %s%s: %s' % (host, k['target'], ' ' + k['database'] if k.get('database') else '', k.get('key_name'))
-        if len(label) > 46:
-            label = label[:45] + '\u2026'
-        parts.append('<text x="%d" y="%d" font-size="12" text-anchor="end"><title>%s</title>%s</text>'
-                     % (label_w - 8, y + 13, _e(label), _e(label)))
-        parts.append('<rect x="%d" y="%d" width="%s" height="16" fill="%s"/>' % (label_w, y, width, color))
-        parts.append('<text x="%s" y="%d" font-size="12">%.0f d</text>' % (label_w + width + 6, y + 13, k['age_days']))
+        label = '%s %s%s' % (host, k['target'], ' ' + k['database'] if k.get('database') else '')
+        if len(label) > 38:
+            label = label[:37] + '\u2026'
+        parts.append('<text x="%d" y="%d" font-size="12" text-anchor="end">%s</text>' % (label_w - 8, y + 13, _e(label)))
+        parts.append('<rect x="%d" y="%d" width="%s" height="16" fill="%s"><title>%s</title></rect>'
+                     % (label_w, y, width, color, _e(k.get('key_name'))))
+        parts.append('<text x="%s" y="%d" font-size="12">%.0f d <tspan fill="#57606a">%s</tspan></text>'
+                     % (label_w + width + 6, y + 13, k['age_days'], _e(k.get('key_name'))))
     limit_x = label_w + bar_w * max_age / scale_max
     bottom = 8 + len(rows) * row_h
     parts.append('<line x1="%.1f" y1="4" x2="%.1f" y2="%d" stroke="#c62828" stroke-width="1.5" stroke-dasharray="5,4"/>'
@@ -228,12 +231,15 @@ def _host_section(h: dict[str, Any]) -> str:
                   _e(srv.get('data_directory')), _e(srv.get('os_user'))))
     shown = [f for f in h['findings'] if f['severity'] != 'info']
     infos = [f for f in h['findings'] if f['severity'] == 'info']
-    if shown or infos:
-        out.append('<ul class="findings">')
-        for f in shown + infos:
-            out.append('<li><span class="sev" style="color:%s">%s</span> <code>%s</code> %s</li>'
-                       % (COLORS[f['severity']], _e(f['severity']), _e(f['id']), _e(f['message'])))
-        out.append('</ul>')
+
+    def item(f: dict[str, Any]) -> str:
+        return ('<li><span class="sev" style="color:%s">%s</span> <code>%s</code> %s</li>'
+                % (COLORS[f['severity']], _e(f['severity']), _e(f['id']), _e(f['message'])))
+    if shown:
+        out.append('<ul class="findings">%s</ul>' % ''.join(item(f) for f in shown))
+    if infos:
+        out.append('<details><summary class="muted">%d note(s) for information</summary><ul class="findings">%s</ul>'
+                   '</details>' % (len(infos), ''.join(item(f) for f in infos)))
     out.append('<table><tr><th>database</th><th>default AM</th><th>enforce</th>'
                + ''.join('<th class="n">%s</th>' % _e(k) for k in ('tables', 'indexes', 'TOAST', 'mat. views'))
                + '<th class="n">coverage</th><th class="n">sequences (never encrypted)</th></tr>')
