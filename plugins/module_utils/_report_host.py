@@ -84,7 +84,8 @@ def kms_check(ptype: str, options: dict[str, Any], timeout: float) -> dict[str, 
         tls = _tls.tls_handshake(host, port, ca, cert, key, timeout)
     except _tls.TlsCheckError as exc:
         out['detail'] = str(exc)
-        out['reachable'] = exc.check not in ('connect',) and exc.check != 'ca'
+        # the KMS answered when the handshake got as far as its certificate or its verdict
+        out['reachable'] = exc.check in ('server_chain', 'server_name', 'server_expiry', 'client_rejected')
         out['failed_check'] = exc.check
         return out
     except Exception as exc:  # noqa: BLE001 - a report never fails on one provider
@@ -197,8 +198,8 @@ def backup_state(stanza: str, config: str, timeout: float) -> dict[str, Any]:
         out['error'] = str(exc)
         return out
     if proc.returncode != 0:
-        out['error'] = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['exit %d' % proc.returncode]
-        out['error'] = out['error'][0]
+        lines = (proc.stderr or proc.stdout or '').strip().splitlines()
+        out['error'] = lines[-1] if lines else 'pgbackrest info ended with exit code %d' % proc.returncode
         return out
     try:
         stanzas = json.loads(proc.stdout or '[]')
