@@ -263,9 +263,10 @@ def measure_size(workdir: str, n: int, variants: bool) -> dict:
     out: dict = {'n': n, 'setup_seconds': round(time.monotonic() - t0, 1)}
     try:
         log('N=%d: site.yml first converge' % n)
-        out['site_first'] = summarize(playbook(workdir, inv, 'site.yml'))
+        # the database hosts only: production inventories have no lab KMS play
+        out['site_first'] = summarize(playbook(workdir, inv, 'site.yml', limit='pg_tde_servers'))
         log('N=%d: site.yml no-op re-run' % n)
-        out['site_noop'] = summarize(playbook(workdir, inv, 'site.yml'))
+        out['site_noop'] = summarize(playbook(workdir, inv, 'site.yml', limit='pg_tde_servers'))
         log('N=%d: rotate_keys.yml' % n)
         out['rotate'] = summarize(playbook(workdir, inv, 'rotate_keys.yml', '-e', 'rotate_keys_suffix=20261201'))
         log('N=%d: report.yml' % n)
@@ -276,10 +277,11 @@ def measure_size(workdir: str, n: int, variants: bool) -> dict:
         out['empty'] = summarize(playbook(workdir, inv, '../bench/fleet_probe.yml', '-e', 'probe_tasks=0'))
         if variants:
             log('N=%d: variants: Ansible default forks (5), old site.yml (one host at a time)' % n)
-            out['site_noop_forks5'] = summarize(playbook(workdir, inv, 'site.yml', forks=5))
+            out['site_noop_forks5'] = summarize(playbook(workdir, inv, 'site.yml', forks=5, limit='pg_tde_servers'))
             out['report_forks5'] = summarize(playbook(workdir, inv, 'report.yml', '-e', 'report_output_dir=%s'
                                                       % os.path.join(workdir, 'report-f5'), forks=5))
-            out['site_noop_serial1'] = summarize(playbook(workdir, inv, 'site.yml', '-e', 'site_restart_probe=false'))
+            out['site_noop_serial1'] = summarize(playbook(workdir, inv, 'site.yml', '-e', 'site_restart_probe=false',
+                                                          limit='pg_tde_servers'))
             out['rotate_noop'] = summarize(playbook(workdir, inv, 'rotate_keys.yml', '-e', 'rotate_keys_suffix=20261201'))
     finally:
         if not KEEP:
