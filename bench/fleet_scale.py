@@ -13,9 +13,10 @@ bench image), cluster 17/main created per host as a package would, and a lab PyK
 
 with the settings of inventories/example/ansible.cfg (forks, pipelining). The ratios N hosts / 1
 host are the result; the 1-host run of the same invocation is the baseline. Where the time goes:
-per task, the median duration of the slowest host and the number of tasks per play (JSON
-callback), an empty play and a one-task play (connection cost), and variants on the largest N:
-Ansible's default forks (5), and the old site.yml (every host one at a time).
+the slowest tasks and the number of tasks per play (JSON callback), an empty play and a one-task
+play (connection cost), and variants: the old site.yml no-op (every host one at a time) on the
+middle N, Ansible's default forks (5) and a rotation with nothing to rotate on the largest N.
+`python bench/fleet_scale.py --from-json bench/results/fleet-<date>.json` renders the tables again.
 
 The machine's load average is recorded before and after each step: on a shared 2-core machine
 the figures are only comparable within one run.
@@ -183,7 +184,7 @@ def ansible_env(workdir: str, forks: int | None = None) -> dict[str, str]:
     env['ANSIBLE_CONFIG'] = EXAMPLE_CFG          # the settings a user copies
     env['ANSIBLE_STDOUT_CALLBACK'] = 'ansible.posix.json'
     env['ANSIBLE_LOAD_CALLBACK_PLUGINS'] = '1'
-    env['ANSIBLE_CALLBACKS_ENABLED'] = ''
+    # the example's profile_tasks stays enabled: its lines are not part of the JSON document
     env['ANSIBLE_DEPRECATION_WARNINGS'] = '0'
     env['ANSIBLE_LOCAL_TEMP'] = os.path.join(workdir, 'ansible-tmp')
     if forks:
@@ -201,7 +202,7 @@ def playbook(workdir: str, inventory: str, name: str, *extra: str, forks: int | 
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(workdir, forks))
     wall = time.monotonic() - t0
     try:
-        doc = json.loads(proc.stdout[proc.stdout.index('{'):])
+        doc = json_document(proc.stdout)
     except ValueError:
         raise RuntimeError('%s: no JSON output (rc %d): %s %s' % (name, proc.returncode, proc.stdout[-3000:],
                                                                   proc.stderr[-3000:]))
@@ -209,6 +210,14 @@ def playbook(workdir: str, inventory: str, name: str, *extra: str, forks: int | 
         failed = {h: s for h, s in doc.get('stats', {}).items() if s.get('failures') or s.get('unreachable')}
         raise RuntimeError('%s failed (rc %d) on %s: %s' % (name, proc.returncode, failed, first_failure(doc)))
     return {'wall': wall, 'load_before': load0, 'load_after': loadavg(), 'doc': doc}
+
+
+def json_document(text: str) -> dict:
+    """The JSON callback's document: it starts on a line of its own; other callbacks
+    (profile_tasks) may print before or after it."""
+    start = text.index('\n{\n') + 1 if not text.startswith('{') else 0
+    doc, _end = json.JSONDecoder().raw_decode(text[start:])
+    return doc
 
 
 def first_failure(doc: dict) -> str:
@@ -254,7 +263,7 @@ def summarize(res: dict) -> dict:
 # the run
 # ---------------------------------------------------------------------------------------------
 
-def measure_size(workdir: str, n: int, variants: bool) -> dict:
+def measure_size(workdir: str, n: int, variants: bool, serial_variant: bool) -> dict:
     dbs = ['%s-n%02d-db%02d' % (PREFIX, n, i + 1) for i in range(n)]
     log('N=%d: %d fresh hosts' % (n, n))
     t0 = time.monotonic()
@@ -262,10 +271,13 @@ def measure_size(workdir: str, n: int, variants: bool) -> dict:
     inv = write_inventory(workdir, dbs)
     out: dict = {'n': n, 'setup_seconds': round(time.monotonic() - t0, 1)}
     try:
-        log('N=%d: site.yml first converge' % n)
-        # the database hosts only: production inventories have no lab KMS play
-        out['site_first'] = summarize(playbook(workdir, inv, 'site.yml', limit='pg_tde_servers'))
-        log('N=%d: site.yml no-op re-run' % n)
+        # New hosts are restarted (preload, WAL encryption): site.yml runs them site_serial at a time,
+        # 1 by default. A new fleet is rolled out here all at once (site_serial=100%), the way a user
+        # brings up empty servers; one host's run is the default's cost per host.
+        log('N=%d: site.yml first converge (site_serial=100%%)' % n)
+        out['site_first'] = summarize(playbook(workdir, inv, 'site.yml', '-e', 'site_serial=100%',
+                                               limit='pg_tde_servers'))
+        log('N=%d: site.yml no-op re-run (default settings)' % n)
         out['site_noop'] = summarize(playbook(workdir, inv, 'site.yml', limit='pg_tde_servers'))
         log('N=%d: rotate_keys.yml' % n)
         out['rotate'] = summarize(playbook(workdir, inv, 'rotate_keys.yml', '-e', 'rotate_keys_suffix=20261201'))
@@ -275,13 +287,15 @@ def measure_size(workdir: str, n: int, variants: bool) -> dict:
         log('N=%d: connection cost (one task, empty play)' % n)
         out['one_task'] = summarize(playbook(workdir, inv, '../bench/fleet_probe.yml', '-e', 'probe_tasks=1'))
         out['empty'] = summarize(playbook(workdir, inv, '../bench/fleet_probe.yml', '-e', 'probe_tasks=0'))
+        if serial_variant:
+            log('N=%d: variant: the old site.yml no-op (every host one at a time)' % n)
+            out['site_noop_serial1'] = summarize(playbook(workdir, inv, 'site.yml', '-e', 'site_restart_probe=false',
+                                                          limit='pg_tde_servers'))
         if variants:
-            log('N=%d: variants: Ansible default forks (5), old site.yml (one host at a time)' % n)
+            log('N=%d: variants: Ansible default forks (5), rotation again in the same period' % n)
             out['site_noop_forks5'] = summarize(playbook(workdir, inv, 'site.yml', forks=5, limit='pg_tde_servers'))
             out['report_forks5'] = summarize(playbook(workdir, inv, 'report.yml', '-e', 'report_output_dir=%s'
                                                       % os.path.join(workdir, 'report-f5'), forks=5))
-            out['site_noop_serial1'] = summarize(playbook(workdir, inv, 'site.yml', '-e', 'site_restart_probe=false',
-                                                          limit='pg_tde_servers'))
             out['rotate_noop'] = summarize(playbook(workdir, inv, 'rotate_keys.yml', '-e', 'rotate_keys_suffix=20261201'))
     finally:
         if not KEEP:
@@ -290,6 +304,12 @@ def measure_size(workdir: str, n: int, variants: bool) -> dict:
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == '--from-json':
+        # render the tables again from a run's JSON (bench/results/fleet-<date>.json)
+        with open(sys.argv[2]) as fh:
+            saved = json.load(fh)
+        write_results(saved['results'], datetime.datetime.fromisoformat(saved['started']), saved['load_start'])
+        return 0
     if not os.path.exists(os.path.join(BUNDLE, 'install.sh')):
         log('no real pg_tde bundle at %s (TDEOPS_REAL_PG_TDE_BUNDLE)' % BUNDLE)
         return 1
@@ -309,8 +329,9 @@ def main() -> int:
         inv = write_inventory(workdir, [])
         log('lab KMS (site.yml on the kms group)')
         playbook(workdir, inv, 'site.yml', limit='kms')
+        middle = sorted(SIZES)[len(SIZES) // 2] if len(SIZES) > 1 else None
         for n in SIZES:
-            results.append(measure_size(workdir, n, VARIANTS and n == max(SIZES)))
+            results.append(measure_size(workdir, n, VARIANTS and n == max(SIZES), VARIANTS and n == middle))
     finally:
         if not KEEP:
             remove_hosts([KMS])
@@ -341,7 +362,7 @@ def write_results(results: list[dict], started: datetime.datetime, load_start: f
              'podman hosts with the real pg_tde 2.2.0 and a lab PyKMIP KMS; wall time of ansible-playbook.'
              % (started.strftime('%Y-%m-%d %H:%M'), os.uname().nodename, os.cpu_count() or 0, load_start, loadavg(),
                 example_forks()), '',
-             '| hosts | site.yml first converge | site.yml no-op | rotate_keys | report | one-task play | empty play |',
+             '| hosts | site.yml first converge (all at once) | site.yml no-op | rotate_keys | report | one-task play | empty play |',
              '|---|---|---|---|---|---|---|']
     for r in results:
         lines.append('| %d | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s | %.1f s |' % (
@@ -356,17 +377,26 @@ def write_results(results: list[dict], started: datetime.datetime, load_start: f
                                                      ratio(results, 'site_noop', r['n']), ratio(results, 'rotate', r['n']),
                                                      ratio(results, 'report', r['n'])))
     big = max(results, key=lambda r: r['n'])
+    mid = next((r for r in results if 'site_noop_serial1' in r), None)
+    if 'site_noop_forks5' in big or mid:
+        lines += ['', '## Variants', '', '| hosts | run | wall | compared with the default settings |', '|---|---|---|---|']
+    if mid:
+        lines.append('| %d | site.yml no-op, every host one at a time (site_restart_probe=false: the old serial 1) '
+                     '| %.1f s | %.2fx |' % (mid['n'], mid['site_noop_serial1']['wall'],
+                                            mid['site_noop_serial1']['wall'] / mid['site_noop']['wall']))
     if 'site_noop_forks5' in big:
-        lines += ['', '## Variants on %d hosts' % big['n'], '',
-                  '| run | wall | compared with the default settings |', '|---|---|---|',
-                  '| site.yml no-op, forks 5 (Ansible\'s default) | %.1f s | %.2fx |' % (
-                      big['site_noop_forks5']['wall'], big['site_noop_forks5']['wall'] / big['site_noop']['wall']),
-                  '| report.yml, forks 5 | %.1f s | %.2fx |' % (
-                      big['report_forks5']['wall'], big['report_forks5']['wall'] / big['report']['wall']),
-                  '| site.yml no-op, every host one at a time (site_restart_probe=false: the old serial 1) | %.1f s | %.2fx |' % (
-                      big['site_noop_serial1']['wall'], big['site_noop_serial1']['wall'] / big['site_noop']['wall']),
-                  '| rotate_keys.yml again in the same period (nothing to rotate) | %.1f s | %.2fx of the rotation |' % (
-                      big['rotate_noop']['wall'], big['rotate_noop']['wall'] / big['rotate']['wall'])]
+        lines += [
+            '| %d | site.yml no-op, forks 5 (Ansible\'s default) | %.1f s | %.2fx |' % (
+                big['n'], big['site_noop_forks5']['wall'], big['site_noop_forks5']['wall'] / big['site_noop']['wall']),
+            '| %d | report.yml, forks 5 | %.1f s | %.2fx |' % (
+                big['n'], big['report_forks5']['wall'], big['report_forks5']['wall'] / big['report']['wall']),
+            '| %d | rotate_keys.yml again in the same period (nothing to rotate) | %.1f s | %.2fx of the rotation |' % (
+                big['n'], big['rotate_noop']['wall'], big['rotate_noop']['wall'] / big['rotate']['wall'])]
+    one = next(r for r in results if r['n'] == base_n)
+    lines += ['', 'First converge: new hosts are restarted, so site.yml runs them `site_serial` at a time (1 by '
+              'default). The table runs them all at once (`-e site_serial=100%%`, what one does for empty new '
+              'servers); with the default, N new hosts take about N x %.0f s (the %d-host run).'
+              % (one['site_first']['wall'], base_n)]
     lines += ['', '## Where the time goes', '']
     for r in results:
         lines.append('- %d host(s): site.yml first %d tasks (%d on hosts), no-op %d tasks; rotate %d; report %d. '
