@@ -483,8 +483,8 @@ def kms_findings(check: dict[str, Any], subject: str, in_use: bool, policy: dict
     if isinstance(days, int):
         if days < 0:
             out.append(finding('client_certificate_expired', 'violation',
-                               '%s: the client certificate %s expired on %s.' % (subject, client.get('path'),
-                                                                                client.get('not_after')), subject))
+                               '%s: the client certificate %s expired on %s.'
+                               % (subject, client.get('path'), client.get('not_after')), subject))
         elif days <= policy['cert_expiry_warning_days']:
             out.append(finding('client_certificate_expiring', 'warning',
                                '%s: the client certificate %s expires in %d day(s) (%s); renew it with the same CN '

@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import stat
-import subprocess
 from typing import Any
 from urllib.parse import urlparse
 
@@ -174,9 +173,9 @@ def hardening_state(data_directory: str | None) -> dict[str, Any]:
     return out
 
 
-def backup_state(stanza: str, config: str, timeout: float) -> dict[str, Any]:
+def backup_state(run_command, stanza: str, config: str) -> dict[str, Any]:
     """`pgbackrest info --output=json` of one stanza (through the repository host when the
-    configuration names one)."""
+    configuration names one). run_command is AnsibleModule.run_command (argv -> rc, out, err)."""
     out: dict[str, Any] = {'stanza': stanza, 'configured': False, 'info': None, 'error': None}
     exe = None
     for directory in os.environ.get('PATH', '/usr/bin:/bin').split(os.pathsep) + ['/usr/bin', '/usr/local/bin']:
@@ -192,17 +191,16 @@ def backup_state(stanza: str, config: str, timeout: float) -> dict[str, Any]:
         return out
     out['configured'] = True
     try:
-        proc = subprocess.run([exe, '--config=%s' % config, '--stanza=%s' % stanza, '--output=json', 'info'],
-                              capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError) as exc:
+        rc, stdout, stderr = run_command([exe, '--config=%s' % config, '--stanza=%s' % stanza, '--output=json', 'info'])
+    except OSError as exc:
         out['error'] = str(exc)
         return out
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout or '').strip().splitlines()
-        out['error'] = lines[-1] if lines else 'pgbackrest info ended with exit code %d' % proc.returncode
+    if rc != 0:
+        lines = (stderr or stdout or '').strip().splitlines()
+        out['error'] = lines[-1] if lines else 'pgbackrest info ended with exit code %d' % rc
         return out
     try:
-        stanzas = json.loads(proc.stdout or '[]')
+        stanzas = json.loads(stdout or '[]')
     except ValueError as exc:
         out['error'] = 'unreadable output of pgbackrest info: %s' % exc
         return out

@@ -273,8 +273,12 @@ def _host_section(h: dict[str, Any]) -> str:
             else:
                 kms_text = '-'
             cert = kms.get('client_certificate') or {}
-            cert_text = '-' if not cert else ('%s, %s days left' % (_e(cert.get('not_after')), _e(cert.get('days_left')))
-                                             if not cert.get('error') else _e(cert['error']))
+            if not cert:
+                cert_text = '-'
+            elif cert.get('error'):
+                cert_text = _e(cert['error'])
+            else:
+                cert_text = '%s, %s days left' % (_e(cert.get('not_after')), _e(cert.get('days_left')))
             files = '<br>'.join('%s %s (%s, %s)' % (_e(f['role']), _e(f['path']), _e(f.get('owner')), _e(f.get('mode')))
                                 if f.get('exists') else '%s %s <b>missing</b>' % (_e(f['role']), _e(f['path']))
                                 for f in p['files'])

@@ -71,7 +71,7 @@ options:
     type: path
     default: /etc/pgbackrest/pgbackrest.conf
   kms_timeout:
-    description: Seconds for each KMS connection and for C(pgbackrest info).
+    description: Seconds for each KMS connection.
     type: int
     default: 10
   now:
@@ -180,7 +180,7 @@ def gather(module, info: dict[str, Any]) -> dict[str, Any]:
             if key not in facts['kms']:
                 facts['kms'][key] = _report_host.kms_check(prov['type'], prov.get('options') or {}, p['kms_timeout'])
     facts['hardening'] = _report_host.hardening_state(datadir)
-    backup = _report_host.backup_state(p['stanza'], p['pgbackrest_config'], max(30, p['kms_timeout']))
+    backup = _report_host.backup_state(module.run_command, p['stanza'], p['pgbackrest_config'])
     backup['archiver'] = {k: (v.isoformat() if hasattr(v, 'isoformat') else v) for k, v in archiver.items()}
     facts['backup'] = backup
     return facts

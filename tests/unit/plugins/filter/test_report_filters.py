@@ -49,7 +49,7 @@ def test_schema_lists_every_policy_setting():
     with open(SCHEMA) as fh:
         schema = json.load(fh)
     assert set(schema['$defs']['policy']['required']) == set(r.DEFAULT_POLICY)
-    assert schema['properties']['schema_version']['pattern'].startswith('^' + r.SCHEMA_VERSION.split('.')[0])
+    assert schema['properties']['schema_version']['pattern'].startswith('^' + r.SCHEMA_VERSION.split('.', maxsplit=1)[0])
 
 
 def test_markdown_summary():

@@ -2,9 +2,6 @@
 checks, hardening, backups, the fleet summary and the gate. No server."""
 from __future__ import annotations
 
-import copy
-import datetime as dt
-
 import pytest
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _report as r
