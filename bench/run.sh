@@ -5,8 +5,10 @@
 #   runtime_tde    pgbench TPS, heap against tde_heap, WAL encryption off against on (bench/runtime_tde.py)
 #   online         method online against the ALTER, with and without a pgbench load (bench/online_encrypt.py,
 #                  BENCH_ONLINE_*; results in bench/results/online.md; run by name only)
+#   fleet          site.yml, rotate_keys.yml and report.yml on 1, 5, 10 podman hosts with the real pg_tde
+#                  (bench/fleet_scale.py, BENCH_FLEET_*; results in bench/results/fleet.md; run by name only)
 # Results: bench/results/<date>-<name>.md, <name>.md, <name>.json and latest.md (both headlines).
-# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online]   (default: the first two). Sizes: BENCH_* in each script.
+# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online] [fleet]   (default: the first two). Sizes: BENCH_* in each script.
 # Timings need a quiet machine: the load average is printed first and written into the results.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +25,7 @@ for name in "${names[@]}"; do
   case $name in
     table_encrypt|runtime_tde) python "bench/$name.py" ;;
     online) python bench/online_encrypt.py ;;
-    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online)" >&2; exit 2 ;;
+    fleet) python bench/fleet_scale.py ;;
+    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online, fleet)" >&2; exit 2 ;;
   esac
 done

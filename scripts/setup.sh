@@ -12,6 +12,8 @@ cd "$here"
 APT_PACKAGES=(
   podman runc debootstrap netavark aardvark-dns iptables uidmap fuse-overlayfs
   build-essential rsync git jq openssl shellcheck make
+  # headless rendering of the compliance report's HTML page (tests look at a screenshot)
+  chromium fonts-dejavu-core
 )
 
 log() { printf '== setup: %s\n' "$*"; }

@@ -35,9 +35,16 @@ options:
     description:
       - List the user tables, indexes, TOAST tables and materialized views of each database,
         split into encrypted and unencrypted (C(pg_tde_is_encrypted())).
-      - Sequences, catalogs and temporary tables of other sessions are not listed.
+      - Sequences, catalogs and temporary tables of other sessions are not listed (pg_tde never
+        encrypts sequences; their number is returned in C(not_encryptable)).
     type: bool
     default: true
+  include_sizes:
+    description:
+      - With O(include_relations), add C(bytes) to every relation listed (all forks of that
+        relation alone; a table's indexes and TOAST table are listed, and counted, on their own).
+    type: bool
+    default: false
 notes:
   - Reading a key that pg_tde has not cached makes it fetch the key from the KMS. When that
     fails, the key's entry carries C(error) with pg_tde's text and the module warns; it does not fail.
@@ -65,6 +72,10 @@ EXAMPLES = r'''
   tdeops.pg_tde.pg_tde_info:
     databases: [appdb]
     include_relations: false
+
+- name: Relations with their size (what the compliance report counts)
+  tdeops.pg_tde.pg_tde_info:
+    include_sizes: true
 '''
 
 RETURN = r'''
@@ -107,9 +118,13 @@ pg_tde:
       type: dict
     databases:
       description:
-        - Per database, C(extension) (bool), C(extension_version), and with O(include_relations)
-          C(encrypted) and C(unencrypted) lists of C({name, kind}) (C(name) is C(schema.relation),
-          C(kind) one of table, index, toast, materialized view).
+        - Per database, C(extension) (bool), C(extension_version), C(default_table_access_method)
+          and C(enforce_encryption) (the values a new session of that database gets, so settings
+          per database count; C(enforce_encryption) is null when pg_tde is not loaded), and with
+          O(include_relations) C(encrypted) and C(unencrypted) lists of C({name, kind}) (C(name) is
+          C(schema.relation), C(kind) one of table, index, toast, materialized view; C(bytes) too
+          with O(include_sizes)) and C(not_encryptable) (C({sequences}) - pg_tde never encrypts
+          sequences, nor pg_statistic).
       type: dict
   sample:
     version: 2.2.0
@@ -123,8 +138,9 @@ pg_tde:
                                     caPath: /etc/ca.crt}}], databases: {postgres: []}}
     principal_keys: {server: {key_name: k1, provider_name: kms, provider_id: -1}, default: null,
                      databases: {postgres: null}}
-    databases: {postgres: {extension: true, extension_version: "2.2", encrypted: [{name: public.t, kind: table}],
-                           unencrypted: []}}
+    databases: {postgres: {extension: true, extension_version: "2.2", default_table_access_method: tde_heap,
+                           enforce_encryption: "on", encrypted: [{name: public.t, kind: table}],
+                           unencrypted: [], not_encryptable: {sequences: 0}}}
 '''
 
 from typing import Any
@@ -160,7 +176,18 @@ RELATIONS_FILTER = ("FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespa
 
 # pg_tde usable: ask it.
 RELATIONS_SQL = ("SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind, "
-                 "pg_tde_is_encrypted(c.oid) AS encrypted " + RELATIONS_FILTER + " ORDER BY 1, 2")
+                 "pg_tde_is_encrypted(c.oid) AS encrypted{sizes} " + RELATIONS_FILTER + " ORDER BY 1, 2")
+
+# Every fork of the relation alone (pg_table_size would add a table's TOAST, listed on its own).
+SIZE_COLUMN = (", (pg_relation_size(c.oid, 'main') + pg_relation_size(c.oid, 'fsm') + pg_relation_size(c.oid, 'vm') "
+               "+ pg_relation_size(c.oid, 'init'))::bigint AS bytes")
+
+SEQUENCES_SQL = ("SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                 "WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')")
+
+# The values a new session of this database gets (ALTER DATABASE ... SET counts).
+DATABASE_SETTINGS_SQL = ("SELECT current_setting('default_table_access_method') AS am, "
+                         "current_setting('pg_tde.enforce_encryption', true) AS enforce")
 
 # pg_tde not loaded (its functions must not be called): the access method tells for tables and
 # materialized views; indexes and TOAST belong to a table.
@@ -169,8 +196,14 @@ RELATIONS_BY_AM_SQL = (
     "COALESCE((SELECT a.amname = 'tde_heap' FROM pg_class o JOIN pg_am a ON a.oid = o.relam "
     "          WHERE o.oid = CASE c.relkind WHEN 'i' THEN (SELECT indrelid FROM pg_index WHERE indexrelid = c.oid) "
     "                                       WHEN 't' THEN (SELECT p.oid FROM pg_class p WHERE p.reltoastrelid = c.oid) "
-    "                                       ELSE c.oid END), false) AS encrypted "
+    "                                       ELSE c.oid END), false) AS encrypted{sizes} "
     + RELATIONS_FILTER + " ORDER BY 1, 2")
+
+
+def relations_sql(tde_usable: bool, sizes: bool) -> str:
+    """The relation listing: pg_tde_is_encrypted() when pg_tde is usable, the access method
+    otherwise; with the size of each relation when asked."""
+    return (RELATIONS_SQL if tde_usable else RELATIONS_BY_AM_SQL).replace('{sizes}', SIZE_COLUMN if sizes else '')
 
 
 def format_version(version: tuple[int, int, int] | None) -> str | None:
@@ -184,6 +217,8 @@ def split_relations(rows: list[dict[str, Any]]) -> tuple[list[dict[str, str]], l
     for row in rows:
         item = {'name': '%s.%s' % (row['schema'], row['name']),
                 'kind': RELKINDS.get(row['kind'], row['kind'])}
+        if 'bytes' in row:
+            item['bytes'] = int(row['bytes'] or 0)
         (encrypted if row.get('encrypted') else unencrypted).append(item)
     return encrypted, unencrypted
 
@@ -237,6 +272,9 @@ def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
         session = sessions(db)
         ext = extension_version(session)
         entry: dict[str, Any] = {'extension': ext is not None, 'extension_version': ext}
+        row = session.query_one(DATABASE_SETTINGS_SQL)
+        entry['default_table_access_method'] = row['am'] if row else None
+        entry['enforce_encryption'] = row['enforce'] if row else None
         usable = preloaded and ext is not None
         if usable:
             if first:
@@ -254,7 +292,7 @@ def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
             if ext is not None and not preloaded:
                 warnings.append('pg_tde is not preloaded: the encryption state of relations in "%s" is read '
                                 'from their access method (tde_heap).' % db)
-            sql = RELATIONS_SQL if usable else RELATIONS_BY_AM_SQL
+            sql = relations_sql(usable, params['include_sizes'])
             try:
                 rows = session.query(sql)
             except Exception as exc:
@@ -262,6 +300,8 @@ def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
                 rows = []
                 entry['error'] = pg_error_text(exc)
             entry['encrypted'], entry['unencrypted'] = split_relations(rows)
+            seq = session.query_one(SEQUENCES_SQL)
+            entry['not_encryptable'] = {'sequences': int(seq['n']) if seq else 0}
         out_dbs[db] = entry
 
     for text in warnings:
@@ -286,6 +326,7 @@ def main() -> None:
     argument_spec.update(
         databases=dict(type='list', elements='str'),
         include_relations=dict(type='bool', default=True),
+        include_sizes=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     module.exit_json(changed=False, pg_tde=gather(module))

@@ -34,3 +34,18 @@ def test_format_version():
 def test_relation_queries_never_call_pg_tde_without_preload():
     assert 'pg_tde_is_encrypted' not in m.RELATIONS_BY_AM_SQL
     assert 'pg_tde_is_encrypted' in m.RELATIONS_SQL
+
+
+def test_relations_sql_sizes_only_when_asked():
+    assert 'pg_relation_size' not in m.relations_sql(True, False)
+    assert '{sizes}' not in m.relations_sql(False, False)
+    with_sizes = m.relations_sql(True, True)
+    assert "pg_relation_size(c.oid, 'main')" in with_sizes and 'AS bytes' in with_sizes
+    assert 'pg_tde_is_encrypted' not in m.relations_sql(False, True)
+
+
+def test_split_relations_keeps_bytes():
+    enc, plain = m.split_relations([{'schema': 'public', 'name': 't', 'kind': 'r', 'encrypted': True, 'bytes': 8192},
+                                    {'schema': 'public', 'name': 'u', 'kind': 'r', 'encrypted': False, 'bytes': None}])
+    assert enc == [{'name': 'public.t', 'kind': 'table', 'bytes': 8192}]
+    assert plain == [{'name': 'public.u', 'kind': 'table', 'bytes': 0}]
