@@ -38,6 +38,14 @@ ALLOWLIST: list[tuple[str, str]] = [
                                                                'test cluster stops'),
     (r'^the database system is (starting up|shutting down|not yet accepting connections)$',
      'PostgreSQL: a connection while a test cluster starts or stops'),
+    (r'^could not extend file ".*": No space left on device$',
+     'PostgreSQL: the online method\'s disk-full test fills a small tablespace on purpose; the module '
+     'reports it per table and removes its copy'),
+    (r'^duplicate key value violates unique constraint ".*"$',
+     'PostgreSQL: an application\'s write refused by its own constraint (the online method\'s tests show '
+     'constraints stay enforced during the copy)'),
+    (r'^insert or update on table ".*" violates foreign key constraint ".*"$',
+     'PostgreSQL: as above, a foreign key still enforced after the switch'),
     # pgBackRest's own errors (not pg_tde texts; the pgbackrest role checks its version and settings).
     (r'^\[\d{3}\]: ', 'pgBackRest: its own numbered error with its own HINT (facts section 7: Debian 12\'s '
                        'pgBackRest 2.45 cannot handle PostgreSQL 17); the pgbackrest role checks the version'),
