@@ -235,7 +235,7 @@ class _Checker:
             self.add(path, 'database "%s" does not exist on the server (or does not allow connections).' % db,
                      'create it first (community.postgresql.postgresql_db), or correct the name.')
             return
-        if db in self.ext_dbs:
+        if db in self.ext_dbs or not self.server:
             return
         has = self.extension_in(db)
         if has:
@@ -270,6 +270,8 @@ class _Checker:
                          % (name, self.var('providers'), key_path),
                          'keep the provider (state: present) or move the key to another provider.')
             return
+        if not self.server:
+            return      # inputs alone (read_server=false): what the server has is not known
         on_server = self.server_providers(where)
         if on_server is not None and name in on_server:
             return

@@ -78,8 +78,9 @@ options:
     default: login_user
   read_server:
     description:
-      - Read the server to check what already exists. false checks the inputs alone (every
-        provider a key uses must then be declared in O(providers)).
+      - Read the server to check what already exists. false checks the inputs alone, for roles
+        that run before the server does (a provider a key uses that is not declared in
+        O(providers) is then not checked, and the databases are not looked at).
     type: bool
     default: true
 notes:

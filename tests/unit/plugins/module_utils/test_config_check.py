@@ -149,6 +149,9 @@ GOOD = [
         database_keys=[{'name': 'a', 'provider': 'dbkms', 'provider_scope': 'database', 'databases': ['appdb']}]),
      CONFIGURED),
     ('inputs alone', cfg(providers=[dict(FILE, name='p' * 127)], server_key={'name': 'w', 'provider': 'p' * 127}), {}),
+    ('inputs alone: a provider on the server is not guessed at', cfg(
+        server_key={'name': 'w', 'provider': 'kms'},
+        providers=[dict(FILE, scope='database', database='appdb')]), {}),
     ('deleting an unused provider needs no type options', cfg(providers=[{'name': 'old', 'state': 'absent'}]), FRESH),
 ]
 
