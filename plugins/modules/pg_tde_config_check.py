@@ -196,13 +196,17 @@ class ServerReader:
         try:
             row = main.query_one('SELECT current_user AS u, rolsuper FROM pg_roles WHERE rolname = current_user')
             server['user'], server['superuser'] = row['u'], bool(row['rolsuper'])
-            server['preloaded'] = 'pg_tde' in split_guc_list(
-                main.query_one("SELECT current_setting('shared_preload_libraries') AS v")['v'])
             server['databases'] = [r['datname'] for r in
                                    main.query('SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')]
         except psycopg.Error as exc:
             server['unreachable'] = 'cannot read the catalogs as "%s": %s' % (self.user, pg_error_text(exc))
             return server
+        try:
+            server['preloaded'] = 'pg_tde' in split_guc_list(
+                main.query_one("SELECT current_setting('shared_preload_libraries') AS v")['v'])
+        except psycopg.Error as exc:   # needs pg_read_all_settings; the session stays usable
+            self.why['preload'] = ('PostgreSQL role "%s" may not read shared_preload_libraries (%s), so whether '
+                                   'pg_tde is loaded is not known' % (server['user'], pg_error_text(exc)))
         for db in dict.fromkeys([login_db] + wanted_dbs + provider_dbs):
             if db in server['databases']:
                 server['extension'][db] = self._has_extension(db)
@@ -224,6 +228,9 @@ class ServerReader:
 
     def _providers(self, server: dict[str, Any], db: str, scope: str, what: str) -> dict[str, str] | None:
         key = 'providers ' + what
+        if server['preloaded'] is None:
+            self.why[key] = self.why.get('preload', 'whether pg_tde is loaded is not known')
+            return None
         if not server['preloaded']:
             self.why[key] = ('pg_tde is not loaded yet (not in shared_preload_libraries), so no provider can be '
                              'listed; on a server without pg_tde there are none')

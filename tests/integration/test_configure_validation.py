@@ -186,3 +186,29 @@ def test_bad_input_changes_nothing(request, tmp_path, case, which, variables, wo
         assert word in msg, '%s: %r not in the message of "%s": %s' % (case, word, name, msg)
     assert changed == 0, '%s: %d task(s) changed something before the refusal' % (case, changed)
     assert snapshot(cluster) == before, case
+
+
+def test_a_role_without_privileges_is_told_so_not_given_a_false_state(configured):
+    """A login role that is not a superuser cannot list the providers (pg_tde revokes the functions
+    from PUBLIC): the module says so and names the variable, instead of reporting them absent."""
+    from tests.support.ansible_runner import run_module
+    configured.psql("DO $$BEGIN CREATE ROLE tdeops_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+    args = dict(configured.login_args(), login_user='tdeops_app', var_prefix='configure_',
+                default_key={'name': 'd1', 'provider': 'fp'})
+    result = run_module('pg_tde_config_check', args)
+    assert result.get('failed'), result
+    paths = {p['path']: p for p in result['problems']}
+    assert 'login_user' in paths, result['msg']
+    assert 'not a superuser' in paths['login_user']['problem']
+    # pg_tde's load state needs pg_read_all_settings: not known, said so
+    assert 'may not read shared_preload_libraries' in paths['configure_default_key.provider']['problem'], paths
+    assert 'does not exist' not in paths['configure_default_key.provider']['problem']
+    # with it, the provider list is what is refused (pg_tde revokes it from PUBLIC): said so
+    configured.psql('GRANT pg_read_all_settings TO tdeops_app')
+    result = run_module('pg_tde_config_check', args)
+    problem = {p['path']: p for p in result['problems']}['configure_default_key.provider']['problem']
+    assert 'lacks the privilege to list the global key providers' in problem, problem
+    # the same inputs as the superuser: the provider is there, nothing to say
+    ok = run_module('pg_tde_config_check', dict(args, login_user='postgres'), check=True)
+    assert not ok.get('failed') and ok['problems'] == [] and not ok['changed'], ok
+    assert ok['server']['providers']['global'] == {'fp': 'file'}
