@@ -302,8 +302,8 @@ class _Checker:
                      'remove it or correct the spelling; options are %s.' % ', '.join(allowed))
         for field in ('name', 'provider'):
             if _is_blank(key.get(field)):
-                self.add('%s.%s' % (path, field), 'is missing.', 'add %s: <%s name>.' % (field, 'key' if field == 'name'
-                                                                                        else 'provider'))
+                what = 'key' if field == 'name' else 'provider'
+                self.add('%s.%s' % (path, field), 'is missing.', 'add %s: <%s name>.' % (field, what))
                 ok = False
         name = key.get('name')
         if not _is_blank(name) and _bytes(name) > KEY_NAME_MAX_BYTES:

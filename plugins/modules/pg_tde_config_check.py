@@ -256,9 +256,9 @@ def main() -> None:
     argument_spec = postgres_argument_spec()
     argument_spec.update(
         providers=dict(type='list', elements='raw', default=[]),
-        server_key=dict(type='raw', default={}),
-        default_key=dict(type='raw', default={}),
-        database_keys=dict(type='list', elements='raw', default=[]),
+        server_key=dict(type='raw', default={}, no_log=False),
+        default_key=dict(type='raw', default={}, no_log=False),
+        database_keys=dict(type='list', elements='raw', default=[], no_log=False),
         extension_databases=dict(type='list', elements='str', default=['postgres']),
         extension_template1=dict(type='bool', default=False),
         wal_encrypt=dict(type='bool', default=False),
