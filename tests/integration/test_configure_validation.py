@@ -175,7 +175,7 @@ CASES = [b + (False,) for b in BAD] + [b + (True,) for b in BAD if b[0] in CHECK
 
 @pytest.mark.parametrize('case,which,variables,words,check', CASES,
                          ids=['%s-%s' % (c[0], 'check' if c[4] else 'run') for c in CASES])
-def test_bad_input_changes_nothing(request, tmp_path, case, which, variables, words, check):
+def test_bad_input_changes_nothing(pg_bin, request, tmp_path, case, which, variables, words, check):
     cluster = request.getfixturevalue(which)
     before = snapshot(cluster)
     rc, doc = run_role(tmp_path, cluster, variables, check=check)
