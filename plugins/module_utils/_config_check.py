@@ -73,6 +73,49 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def provider_value_problems(values: dict[str, Any], ptype: str | None) -> list[tuple[str, str, str]]:
+    """(option, problem, fix) for the values of one provider, with pg_tde_provider's option names
+    (absent or None = unset, defaults applied here): the name limit, and for `ptype` the KMIP
+    port, the Vault URL and mount, and the size of the options pg_tde stores. option '' is the
+    provider as a whole. Shared by pg_tde_provider and pg_tde_config_check."""
+    out: list[tuple[str, str, str]] = []
+    name = values.get('name')
+    if name is not None and _bytes(name) > PROVIDER_NAME_MAX_BYTES:
+        out.append(('name', 'is %d bytes long; pg_tde allows provider names shorter than 128 bytes.' % _bytes(name),
+                    'use a name of at most %d bytes.' % PROVIDER_NAME_MAX_BYTES))
+    if ptype not in PROVIDER_TYPE_CHOICES:
+        return out
+    params = dict(values, type=ptype)
+    if params.get('kmip_port') is None:
+        params['kmip_port'] = 5696
+    params['vault_mount_path'] = str(params.get('vault_mount_path') or 'secret').strip('/')
+    if ptype == 'kmip':
+        try:
+            ok = 0 < int(params['kmip_port']) < 65536
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            out.append(('kmip_port', 'is "%s".' % params['kmip_port'],
+                        'use a port number between 1 and 65535 (default 5696).'))
+            params['kmip_port'] = 5696
+    if ptype == 'vault_v2':
+        url = params.get('vault_url')
+        if not _is_blank(url) and not str(url).startswith(('http://', 'https://')):
+            out.append(('vault_url', 'is "%s" and does not start with https:// or http://.' % url,
+                        'write the full URL, for example https://vault.example.com:8200.'))
+        mount = params['vault_mount_path']
+        if values.get('vault_mount_path') is not None and not str(values['vault_mount_path']).strip('/'):
+            out.append(('vault_mount_path', 'is empty.', 'set the bare KV mount, for example secret (the default).'))
+        elif mount == 'data' or mount.endswith('/data') or '/data/' in mount:
+            out.append(('vault_mount_path', 'is the API path "%s", not the KV mount.' % mount,
+                        'use the bare KV mount (a KV version 2 engine), for example secret (not secret/data).'))
+    size = _bytes(json.dumps(desired_provider_options(params)))
+    if size > PROVIDER_OPTIONS_MAX_BYTES:
+        out.append(('', "its options are %d bytes as JSON, over pg_tde's 1024-byte limit." % size,
+                    'use shorter paths, host names or URLs.'))
+    return out
+
+
 class _Checker:
     def __init__(self, config: dict[str, Any], server: dict[str, Any], prefix: str, user_var: str) -> None:
         self.cfg = config
@@ -137,9 +180,9 @@ class _Checker:
             name = prov.get('name')
             if _is_blank(name):
                 self.add(path + '.name', 'is missing: every provider needs a name.', 'add name: <provider name>.')
-            elif _bytes(name) > PROVIDER_NAME_MAX_BYTES:
-                self.add(path + '.name', 'is %d bytes long; pg_tde allows provider names shorter than 128 bytes.'
-                         % _bytes(name), 'use a name of at most %d bytes.' % PROVIDER_NAME_MAX_BYTES)
+            else:
+                for option, problem, fix in provider_value_problems({'name': name}, None):
+                    self.add('%s.%s' % (path, option), problem, fix)
             scope = prov.get('scope', 'global')
             if scope not in SCOPES:
                 self.add(path + '.scope', 'is "%s".' % scope, _one_of(scope, SCOPES))
@@ -199,34 +242,9 @@ class _Checker:
                 if other != ptype and key not in own and key in prov:
                     self.add('%s.%s' % (path, key), 'belongs to a %s provider, not to this %s provider.' % (other, ptype),
                              'remove it, or set type: %s.' % other)
-        if ptype == 'kmip' and 'kmip_port' in prov:
-            port = prov.get('kmip_port')
-            try:
-                ok = 0 < int(port) < 65536
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                self.add(path + '.kmip_port', 'is "%s".' % port, 'use a port number between 1 and 65535 (default 5696).')
-        if ptype == 'vault_v2':
-            url = prov.get('vault_url')
-            if not _is_blank(url) and not str(url).startswith(('http://', 'https://')):
-                self.add(path + '.vault_url', 'is "%s" and does not start with https:// or http://.' % url,
-                         'write the full URL, for example https://vault.example.com:8200.')
-            mount = str(prov.get('vault_mount_path') or 'secret').strip('/')
-            if mount == 'data' or mount.endswith('/data') or '/data/' in mount:
-                self.add(path + '.vault_mount_path', 'is the API path "%s", not the KV mount.' % mount,
-                         'use the bare KV version 2 mount, for example secret (not secret/data).')
-        params = {k: prov.get(k) for k in own}
-        params['type'] = ptype
-        params.setdefault('kmip_port', 5696)
-        if params.get('kmip_port') is None:
-            params['kmip_port'] = 5696
-        if ptype == 'vault_v2' and not params.get('vault_mount_path'):
-            params['vault_mount_path'] = 'secret'
-        size = _bytes(json.dumps(desired_provider_options(params)))
-        if size > PROVIDER_OPTIONS_MAX_BYTES:
-            self.add(path, 'its options are %d bytes as JSON; pg_tde allows less than 1024.' % size,
-                     'use shorter paths, host names or URLs.')
+        values = {k: prov.get(k) for k in own}
+        for option, problem, fix in provider_value_problems(values, ptype):
+            self.add('%s.%s' % (path, option) if option else path, problem, fix)
 
     def _check_extension_db(self, path: str, db: str, who: str) -> None:
         """`db` must have pg_tde now or get it in this run (extension_databases)."""

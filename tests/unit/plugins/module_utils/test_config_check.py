@@ -59,6 +59,8 @@ BAD = [
      'configure_providers[0].vault_url', 'https://'),
     ('vault API path as mount', cfg(providers=[dict(VAULT, vault_mount_path='secret/data')]), FRESH,
      'configure_providers[0].vault_mount_path', 'not the KV mount'),
+    ('empty vault mount', cfg(providers=[dict(VAULT, vault_mount_path='/')]), FRESH,
+     'configure_providers[0].vault_mount_path', 'is empty'),
     ('options over 1024 bytes', cfg(providers=[dict(FILE, file_path='/' + 'd' * 1100)]), FRESH,
      'configure_providers[0]', '1024'),
     ('bad scope', cfg(providers=[dict(FILE, scope='databse')]), FRESH,
