@@ -200,7 +200,6 @@ executed_queries:
   sample: [ "SELECT pg_tde_add_global_key_provider_file('lab'::text, '/srv/keys.per'::text)" ]
 '''
 
-import json
 import os
 from typing import Any, Callable
 
@@ -232,8 +231,6 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import (
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     OPTION_PARAM,
     PROVIDER_FILE_KEYS,
-    PROVIDER_NAME_MAX_BYTES,
-    PROVIDER_OPTIONS_MAX_BYTES,
     connectable_databases,
     desired_provider_options,
     find_provider,
