@@ -160,6 +160,13 @@ _EXPLANATIONS: list[tuple[re.Pattern[str], str]] = [
      'present), or choose a new name for a rotation. On a KMIP server names must be unique.'),
     (re.compile(r'already exists\.'),
      'A provider of this name already exists in this scope.'),
+    (re.compile(r'permission denied for function pg_tde_'),
+     'pg_tde revokes its functions from PUBLIC: the login role may not call this one. Connect as a '
+     'superuser (login_user; the roles use pg_layout_user), or GRANT EXECUTE on the function for a '
+     'read-only role.'),
+    (re.compile(r'permission denied to examine "(.*)"'),
+     'Reading this setting needs the pg_read_all_settings role (or a superuser): grant it to the login '
+     'role, or connect as a superuser (login_user).'),
     (re.compile(r'must be superuser'),
      'Provider changes and operations on global key providers need a superuser: set login_user.'),
     (re.compile(r'usage of global key providers is disabled'),

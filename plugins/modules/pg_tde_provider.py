@@ -200,12 +200,12 @@ executed_queries:
   sample: [ "SELECT pg_tde_add_global_key_provider_file('lab'::text, '/srv/keys.per'::text)" ]
 '''
 
-import json
 import os
 from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._config_check import provider_value_problems
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
     PgSession,
     Sessions,
@@ -231,8 +231,6 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import (
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     OPTION_PARAM,
     PROVIDER_FILE_KEYS,
-    PROVIDER_NAME_MAX_BYTES,
-    PROVIDER_OPTIONS_MAX_BYTES,
     connectable_databases,
     desired_provider_options,
     find_provider,
@@ -263,28 +261,14 @@ def normalize_mount(mount: str | None) -> str | None:
 
 
 def input_problems(params: dict[str, Any]) -> list[str]:
-    """Problems with the options themselves (pure: unit-tested)."""
-    problems: list[str] = []
-    if len(params['name'].encode('utf-8')) > PROVIDER_NAME_MAX_BYTES:
-        problems.append('name must be shorter than 128 bytes (pg_tde limit)')
-    if params['state'] == 'absent' or not params.get('type'):
-        return problems
-    if params['type'] == 'vault_v2':
-        mount = params.get('vault_mount_path') or ''
-        if not mount:
-            problems.append('vault_mount_path must not be empty')
-        elif mount == 'data' or mount.endswith('/data') or '/data/' in mount:
-            problems.append('vault_mount_path must be the bare KV mount (for example "secret"), not '
-                            'the API path "%s"' % mount)
-        url = params.get('vault_url') or ''
-        if not url.startswith(('http://', 'https://')):
-            problems.append('vault_url must start with https:// (or http://), got "%s"' % url)
-    if params['type'] == 'kmip' and not (0 < (params.get('kmip_port') or 0) < 65536):
-        problems.append('kmip_port must be between 1 and 65535')
-    options = desired_provider_options(params)
-    if len(json.dumps(options).encode('utf-8')) > PROVIDER_OPTIONS_MAX_BYTES:
-        problems.append('the provider options exceed pg_tde\'s 1024-byte limit: use shorter paths')
-    return problems
+    """Problems with the options themselves (pure: unit-tested). The rules are those of
+    pg_tde_config_check (one place: _config_check.provider_value_problems)."""
+    ptype = None if params['state'] == 'absent' else params.get('type')
+    values = {k: params.get(k) for k in ('name', 'kmip_host', 'kmip_port', 'kmip_cert', 'kmip_key', 'kmip_ca',
+                                         'vault_url', 'vault_mount_path', 'vault_token_path', 'vault_ca_path',
+                                         'vault_namespace', 'file_path')}
+    return ['%s %s Fix: %s' % (option or 'the provider:', problem, fix)
+            for option, problem, fix in provider_value_problems(values, ptype)]
 
 
 def namespace_problem(options: dict[str, Any], has_overload: Callable[[], bool]) -> str | None:

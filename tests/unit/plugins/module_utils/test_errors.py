@@ -91,3 +91,9 @@ def test_text_constants_match_themselves_with_names_filled_in():
     assert t.text_pattern(t.VAULT_REQUEST_FAILED).search(t.VAULT_REQUEST_FAILED % 'v')
     assert t.text_pattern(t.KEY_NOT_FOUND).search('ERROR:  ' + t.KEY_NOT_FOUND % ('k', 'p'))
     assert not t.text_pattern(t.KMIP_CONNECT_FAILED).search('SSL error: other')
+
+
+def test_permission_errors_of_pg_tde_and_settings_are_explained():
+    from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import explain_tde_error as explain
+    assert 'superuser' in explain('permission denied for function pg_tde_list_all_global_key_providers')
+    assert 'pg_read_all_settings' in explain('permission denied to examine "shared_preload_libraries"')
