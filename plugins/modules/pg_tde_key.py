@@ -95,7 +95,7 @@ options:
     default: true
   keep_rotated:
     description:
-      - With O(state=present), a target that already holds a key of another name keeps it: a
+      - With O(state=present), a target that already holds a key of another name keeps it, so a
         rotation done earlier (for example by C(playbooks/rotate_keys.yml)) is not undone by a run
         with the first name. Such targets are listed in RV(kept) with a warning and get no call.
       - A database whose key is the same as the default key has no key of its own and is set.
