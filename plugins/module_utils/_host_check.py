@@ -50,6 +50,24 @@ def missing_items(bindir: str, libdir: str, existing: set[str], module_problems:
     return missing
 
 
+def server_running(datadir: str) -> bool:
+    """What pg_ctl status decides: postmaster.pid names a process that exists."""
+    try:
+        with open(os.path.join(datadir, 'postmaster.pid')) as f:
+            pid = int(f.readline().strip())
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # it exists, owned by another user
+        return True
+    return True
+
+
 def check_host(bindir: str, datadir: str, python_modules: list[str], python: str) -> dict[str, Any]:
     libdir = pkglibdir(bindir)
     paths = [os.path.join(bindir, b) for b in REQUIRED_BINARIES] + [os.path.join(libdir, 'pg_tde.so')]
@@ -58,4 +76,5 @@ def check_host(bindir: str, datadir: str, python_modules: list[str], python: str
     return {'pkglibdir': libdir,
             'missing': missing_items(bindir, libdir, existing, problems, python),
             'python_module_errors': {m: p for m, p in problems.items() if p},
-            'cluster_exists': os.path.exists(os.path.join(datadir, 'PG_VERSION'))}
+            'cluster_exists': os.path.exists(os.path.join(datadir, 'PG_VERSION')),
+            'server_running': server_running(datadir)}

@@ -12,7 +12,8 @@ description:
   - Looks for the server binaries (C(postgres), C(pg_ctl)) in O(bindir), asks C(pg_config --pkglibdir)
     for the library directory (or takes C(lib) next to the binaries), looks for C(pg_tde.so) there,
     imports each of O(python_modules) in the Python that runs the module (the one the collection's
-    modules run with), and says whether a cluster exists in O(datadir) (C(PG_VERSION)).
+    modules run with), and says whether a cluster exists in O(datadir) (C(PG_VERSION)) and
+    whether its server runs (C(postmaster.pid) names a live process, as C(pg_ctl status) decides).
   - Fails with everything that is missing and O(fix) when something is; RV(missing) lists it.
   - Never changes anything; C(changed) is always false.
 author:
@@ -72,6 +73,10 @@ python_module_errors:
   type: dict
 cluster_exists:
   description: Whether O(datadir) holds a cluster (C(PG_VERSION)).
+  returned: always
+  type: bool
+server_running:
+  description: Whether the server of O(datadir) runs (C(postmaster.pid) names a live process).
   returned: always
   type: bool
 '''

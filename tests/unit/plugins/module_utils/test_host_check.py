@@ -42,3 +42,14 @@ def test_check_host_on_a_fake_layout(tmp_path):
     (datadir / 'PG_VERSION').write_text('17\n')
     out = h.check_host(str(bindir), str(datadir), ['json'], 'py')
     assert out['missing'] == [] and out['cluster_exists'] is True
+
+
+def test_server_running_reads_postmaster_pid(tmp_path):
+    assert h.server_running(str(tmp_path)) is False
+    pidfile = tmp_path / 'postmaster.pid'
+    pidfile.write_text('%d\n/var/lib/postgresql/17/main\n' % os.getpid())
+    assert h.server_running(str(tmp_path)) is True
+    pidfile.write_text('999999999\n')
+    assert h.server_running(str(tmp_path)) is False
+    pidfile.write_text('garbage\n')
+    assert h.server_running(str(tmp_path)) is False
