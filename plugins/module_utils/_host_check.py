@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-from typing import Any
+from typing import Any, Callable
+
+# run(argv) -> (rc, stdout, stderr): AnsibleModule.run_command in the module
+Runner = Callable[[list[str]], tuple[int, str, str]]
 
 REQUIRED_BINARIES = ('postgres', 'pg_ctl')
 
 
-def pkglibdir(bindir: str) -> str:
+def pkglibdir(bindir: str, run: Runner) -> str:
     """pg_config --pkglibdir, or the lib directory next to the binaries when pg_config is missing
     or says nothing."""
     pg_config = os.path.join(bindir, 'pg_config')
     if os.path.exists(pg_config):
         try:
-            out = subprocess.run([pg_config, '--pkglibdir'], capture_output=True, text=True, timeout=30, check=False)
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
+            rc, out, _err = run([pg_config, '--pkglibdir'])
+            if rc == 0 and out.strip():
+                return out.strip()
+        except OSError:
             pass
     return os.path.join(os.path.dirname(bindir.rstrip('/')), 'lib')
 
@@ -68,8 +70,8 @@ def server_running(datadir: str) -> bool:
     return True
 
 
-def check_host(bindir: str, datadir: str, python_modules: list[str], python: str) -> dict[str, Any]:
-    libdir = pkglibdir(bindir)
+def check_host(bindir: str, datadir: str, python_modules: list[str], python: str, run: Runner) -> dict[str, Any]:
+    libdir = pkglibdir(bindir, run)
     paths = [os.path.join(bindir, b) for b in REQUIRED_BINARIES] + [os.path.join(libdir, 'pg_tde.so')]
     existing = {p for p in paths if os.path.exists(p)}
     problems = {m: python_module_problem(m) for m in python_modules}

@@ -10,9 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+# run(argv) -> (rc, stdout, stderr): AnsibleModule.run_command in the module
+Runner = Callable[[list[str]], tuple[int, str, str]]
 
 
 def default_resume_files() -> list[str]:
@@ -58,16 +60,17 @@ def active_swaps(text: str | None) -> list[dict[str, Any]]:
     return out
 
 
-def blkid_resolve(spec: str) -> str | None:
-    """Device path for UUID=/LABEL=/PARTUUID=/PARTLABEL= specs, else the spec itself."""
-    if re.match(r'^(UUID|LABEL|PARTUUID|PARTLABEL)=', spec):
-        try:
-            res = subprocess.run(['blkid', '-l', '-o', 'device', '-t', spec], stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, universal_newlines=True, timeout=30, check=False)
-            return res.stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
-    return spec
+def blkid_resolver(run: Runner) -> Callable[[str], str | None]:
+    """Device path for UUID=/LABEL=/PARTUUID=/PARTLABEL= specs (blkid), else the spec itself."""
+    def resolve(spec: str) -> str | None:
+        if re.match(r'^(UUID|LABEL|PARTUUID|PARTLABEL)=', spec):
+            try:
+                _rc, out, _err = run(['blkid', '-l', '-o', 'device', '-t', spec])
+            except OSError:
+                return None
+            return out.strip() or None
+        return spec
+    return resolve
 
 
 def stable_path(dev: str) -> tuple[str | None, str | None]:
@@ -124,18 +127,19 @@ class Host:
     swaps_text: str | None
     resume: list[str]
     dm_available: bool
-    resolve: Callable[[str], str | None] = blkid_resolve
+    resolve: Callable[[str], str | None] = lambda spec: spec
     stable: Callable[[str], tuple[str | None, str | None]] = stable_path
     is_crypt: Callable[[str], bool] = is_crypt_dm
     same_file: Callable[[str, str], bool] = lambda a, b: (
         os.path.exists(a) and os.path.exists(b) and os.path.realpath(a) == os.path.realpath(b))
 
 
-def read_host(paths: SwapPaths) -> Host:
+def read_host(paths: SwapPaths, run: Runner) -> Host:
     misc = read(paths.proc_misc) or ''
     return Host(fstab_text=read(paths.fstab), crypttab_text=read(paths.crypttab), swaps_text=read(paths.proc_swaps),
                 resume=resume_configured(read(paths.proc_cmdline), {p: read(p) for p in paths.resume_files}),
-                dm_available=os.path.exists('/dev/mapper/control') or bool(re.search(r'\bdevice-mapper\b', misc)))
+                dm_available=os.path.exists('/dev/mapper/control') or bool(re.search(r'\bdevice-mapper\b', misc)),
+                resolve=blkid_resolver(run))
 
 
 def swap_plan(host: Host, mode: str, allow_remove: bool, prefix: str, cipher: str, size: str,

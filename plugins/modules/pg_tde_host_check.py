@@ -25,6 +25,7 @@ attributes:
   action_group:
     description: Not in an action group (it has no connection options).
     support: none
+    membership: []
 options:
   bindir:
     description: Directory of the PostgreSQL binaries (C(pg_layout_bindir)).
@@ -99,7 +100,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    result = check_host(p['bindir'], p['datadir'], p['python_modules'], sys.executable)
+    result = check_host(p['bindir'], p['datadir'], p['python_modules'], sys.executable,
+                        lambda argv: module.run_command(argv))
     if result['missing']:
         module.fail_json(msg=('Missing: %s. %s' % ('; '.join(result['missing']), p['fix'])).strip(), **result)
     module.exit_json(changed=False, **result)

@@ -26,6 +26,7 @@ attributes:
   action_group:
     description: Not in an action group (it has no connection options).
     support: none
+    membership: []
 options:
   mode:
     description:
@@ -164,7 +165,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    host = read_host(SwapPaths(fstab=p['fstab'], crypttab=p['crypttab']))
+    host = read_host(SwapPaths(fstab=p['fstab'], crypttab=p['crypttab']), lambda argv: module.run_command(argv))
     module.exit_json(changed=False, swap=swap_plan(host, p['mode'], p['allow_remove'], p['crypt_prefix'], p['cipher'],
                                                    str(p['key_size']), p['in_container']))
 

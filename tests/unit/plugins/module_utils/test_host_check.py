@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import os
 
+import subprocess
+
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _host_check as h
+
+
+def run(argv):
+    out = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return out.returncode, out.stdout, out.stderr
 
 
 def test_missing_items_names_binaries_library_and_python_modules():
@@ -16,15 +23,15 @@ def test_missing_items_names_binaries_library_and_python_modules():
 def test_pkglibdir_falls_back_to_lib_next_to_the_binaries(tmp_path):
     bindir = tmp_path / 'bin'
     bindir.mkdir()
-    assert h.pkglibdir(str(bindir)) == str(tmp_path / 'lib')
+    assert h.pkglibdir(str(bindir), run) == str(tmp_path / 'lib')
     # a pg_config that answers
     cfg = bindir / 'pg_config'
     cfg.write_text('#!/bin/sh\necho /opt/pg/lib\n')
     cfg.chmod(0o755)
-    assert h.pkglibdir(str(bindir) + '/') == '/opt/pg/lib'
+    assert h.pkglibdir(str(bindir) + '/', run) == '/opt/pg/lib'
     # one that says nothing
     cfg.write_text('#!/bin/sh\nexit 1\n')
-    assert h.pkglibdir(str(bindir)) == str(tmp_path / 'lib')
+    assert h.pkglibdir(str(bindir), run) == str(tmp_path / 'lib')
 
 
 def test_check_host_on_a_fake_layout(tmp_path):
@@ -33,14 +40,14 @@ def test_check_host_on_a_fake_layout(tmp_path):
         d.mkdir()
     for b in ('postgres', 'pg_ctl'):
         (bindir / b).write_text('')
-    out = h.check_host(str(bindir), str(datadir), ['json', 'no_such_module_tdeops'], 'py')
+    out = h.check_host(str(bindir), str(datadir), ['json', 'no_such_module_tdeops'], 'py', run)
     assert out['pkglibdir'] == str(libdir) and out['cluster_exists'] is False
     assert out['missing'] == [os.path.join(str(libdir), 'pg_tde.so') + ' (the pg_tde library)',
                               'Python module no_such_module_tdeops for py']
     assert 'ModuleNotFoundError' in out['python_module_errors']['no_such_module_tdeops']
     (libdir / 'pg_tde.so').write_text('')
     (datadir / 'PG_VERSION').write_text('17\n')
-    out = h.check_host(str(bindir), str(datadir), ['json'], 'py')
+    out = h.check_host(str(bindir), str(datadir), ['json'], 'py', run)
     assert out['missing'] == [] and out['cluster_exists'] is True
 
 

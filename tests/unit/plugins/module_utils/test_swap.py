@@ -103,6 +103,11 @@ def test_resume_configured_reads_cmdline_and_files():
 def test_read_host_reads_the_given_files(tmp_path):
     fstab = tmp_path / 'fstab'
     fstab.write_text(FSTAB)
+    calls = []
     h = s.read_host(s.SwapPaths(fstab=str(fstab), crypttab=str(tmp_path / 'none'), proc_swaps=str(tmp_path / 'x'),
-                                proc_cmdline=str(tmp_path / 'x'), proc_misc=str(tmp_path / 'x'), resume_files=[]))
+                                proc_cmdline=str(tmp_path / 'x'), proc_misc=str(tmp_path / 'x'), resume_files=[]),
+                    lambda argv: calls.append(argv) or (0, '/dev/sda2\n', ''))
     assert h.fstab_text == FSTAB and h.crypttab_text is None and h.resume == []
+    # UUID= specs through blkid (the module's run_command), device paths as they are
+    assert h.resolve('UUID=abc') == '/dev/sda2' and calls == [['blkid', '-l', '-o', 'device', '-t', 'UUID=abc']]
+    assert h.resolve('/dev/sdb1') == '/dev/sdb1' and len(calls) == 1
