@@ -101,7 +101,7 @@ def main() -> None:
     )
     p = module.params
     result = check_host(p['bindir'], p['datadir'], p['python_modules'], sys.executable,
-                        lambda argv: module.run_command(argv))
+                        module.run_command)
     if result['missing']:
         module.fail_json(msg=('Missing: %s. %s' % ('; '.join(result['missing']), p['fix'])).strip(), **result)
     module.exit_json(changed=False, **result)

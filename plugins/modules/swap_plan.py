@@ -165,7 +165,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    host = read_host(SwapPaths(fstab=p['fstab'], crypttab=p['crypttab']), lambda argv: module.run_command(argv))
+    host = read_host(SwapPaths(fstab=p['fstab'], crypttab=p['crypttab']), module.run_command)
     module.exit_json(changed=False, swap=swap_plan(host, p['mode'], p['allow_remove'], p['crypt_prefix'], p['cipher'],
                                                    str(p['key_size']), p['in_container']))
 
