@@ -22,8 +22,8 @@ def compare_checksums(restored: list[dict[str, Any]], original: list[dict[str, A
         row = {'database': want['database'], 'table': want['table'], 'rows_original': want['rows'],
                'rows_restored': have['rows'] if have else None,
                'encrypted_original': want.get('encrypted'), 'encrypted_restored': have.get('encrypted') if have else None,
-               'checksum_equal': bool(have) and (want['rows'], want['hash_sum'], want['hash_xor'])
-               == (have['rows'], have['hash_sum'], have['hash_xor'])}
+               'checksum_equal': bool(have) and (want['rows'], want['hash_sum'], want.get('checksum_method'))
+               == (have['rows'], have['hash_sum'], have.get('checksum_method'))}
         row['equal'] = row['checksum_equal'] and row['encrypted_original'] == row['encrypted_restored']
         if not have:
             row['problem'] = 'missing on the restored server'

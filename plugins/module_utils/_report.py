@@ -592,7 +592,7 @@ def backup_section(state: dict[str, Any] | None, applies: bool, policy: dict[str
         findings.append(finding('backup_missing', sev, 'Stanza %s has no backup.' % stanza, subject))
     elif age_hours is not None and age_hours > policy['backup_max_age_hours']:
         findings.append(finding('backup_too_old', sev, 'The last backup of stanza %s (%s) is %.1f hours old; the policy '
-                                'allows %s.' % (stanza, last.get('label'), age_hours, policy['backup_max_age_hours']),
+                                'allows %s.' % (stanza, last.get('label'), float(age_hours), policy['backup_max_age_hours']),
                                 subject))
     if backups and status and status.get('code') not in (0, None) and not state.get('error'):
         findings.append(finding('backup_status', sev, 'pgBackRest reports stanza %s: %s (code %s).'

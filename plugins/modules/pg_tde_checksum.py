@@ -85,14 +85,18 @@ tables:
     hash_sum:
       description: Sum of the row hashes (text, a numeric).
       type: str
-    hash_xor:
-      description: Xor of the row hashes (text).
+    checksum_method:
+      description:
+        - The row hash summed in C(hash_sum) - C(record) (C(hash_record_extended), each column by its
+          type's hash function) or C(text) (the row's text, for tables with a column type without an
+          extended hash function such as C(json) or C(point)). The same rule as
+          M(tdeops.pg_tde.pg_tde_table_encrypt)'s verification, so both sides of a comparison agree.
       type: str
     encrypted:
       description: C(pg_tde_is_encrypted()) of the table (null when pg_tde is not loaded).
       type: bool
   sample:
-    - {database: appdb, table: public.orders, rows: 1000, hash_sum: "-1234567", hash_xor: "98765",
+    - {database: appdb, table: public.orders, rows: 1000, hash_sum: "-1234567", checksum_method: record,
        encrypted: true}
 '''
 
@@ -107,6 +111,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
 )
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import is_preloaded
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._tables import (
+    hash_method,
     parse_relation_name,
     qualified,
     quote_ident,
@@ -169,12 +174,13 @@ def checksum_database(module, db: str, names: list[str], encrypted_only: bool) -
         out = []
         for rel in rels:
             try:
-                sums = row_checksum(session, rel['schema'], rel['name'])
+                sums = row_checksum(session, rel['schema'], rel['name'],
+                                    hash_method(session, rel['schema'], rel['name']))
             except Exception as exc:  # e.g. the key cannot be fetched: say which table
                 module.fail_json(msg='Reading %s.%s in database %s failed: %s' % (rel['schema'], rel['name'], db,
                                                                                   pg_error_text(exc)))
             out.append({'database': db, 'table': '%s.%s' % (rel['schema'], rel['name']), 'rows': sums['rows'],
-                        'hash_sum': sums['hash_sum'], 'hash_xor': sums['hash_xor'],
+                        'hash_sum': sums['hash_sum'], 'checksum_method': sums['method'],
                         'encrypted': rel['encrypted']})
         return out
     finally:

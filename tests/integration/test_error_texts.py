@@ -46,6 +46,9 @@ ALLOWLIST: list[tuple[str, str]] = [
      'constraints stay enforced during the copy)'),
     (r'^insert or update on table ".*" violates foreign key constraint ".*"$',
      'PostgreSQL: as above, a foreign key still enforced after the switch'),
+    (r'^could not identify an extended hash function for type \S+$',
+     'PostgreSQL: the row checksum probes once per table whether every column type has an extended '
+     'hash function (_tables.hash_method) and hashes the row text otherwise'),
     # pgBackRest's own errors (not pg_tde texts; the pgbackrest role checks its version and settings).
     (r'^\[\d{3}\]: ', 'pgBackRest: its own numbered error with its own HINT (facts section 7: Debian 12\'s '
                        'pgBackRest 2.45 cannot handle PostgreSQL 17); the pgbackrest role checks the version'),

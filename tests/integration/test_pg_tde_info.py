@@ -78,7 +78,8 @@ def test_full_report(pg, keydir, openbao):
     assert any(item[1] == 'toast' for item in enc)
     assert ('public.clear', 'table') in {(r['name'], r['kind']) for r in app['unencrypted']}
     assert tde['databases'][plain] == {'extension': False, 'extension_version': None, 'encrypted': [],
-                                       'unencrypted': []}
+                                       'unencrypted': [], 'default_table_access_method': 'heap',
+                                       'enforce_encryption': 'off', 'not_encryptable': {'sequences': 0}}
     assert 'template0' not in tde['databases'] and 'template1' in tde['databases']
 
     token = open(openbao.token_path, encoding='utf-8').readline().strip()

@@ -5,7 +5,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._recovery import com
 
 
 def t(table, rows=10, s='1', x='2', enc=True, db='app'):
-    return {'database': db, 'table': table, 'rows': rows, 'hash_sum': s, 'hash_xor': x, 'encrypted': enc}
+    return {'database': db, 'table': table, 'rows': rows, 'hash_sum': s, 'checksum_method': x, 'encrypted': enc}
 
 
 def test_equal_tables():
