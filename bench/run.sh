@@ -7,8 +7,11 @@
 #                  BENCH_ONLINE_*; results in bench/results/online.md; run by name only)
 #   fleet          site.yml, rotate_keys.yml and report.yml on 1, 5, 10 podman hosts with the real pg_tde
 #                  (bench/fleet_scale.py, BENCH_FLEET_*; results in bench/results/fleet.md; run by name only)
+#   noop_site      a no-op site.yml on a converged host (local connection, a pg_createcluster cluster, PyKMIP):
+#                  tasks and seconds, the merge base with main against this checkout (bench/noop_site.py,
+#                  BENCH_NOOP_*; results in bench/results/noop_site.md; run by name only)
 # Results: bench/results/<date>-<name>.md, <name>.md, <name>.json and latest.md (both headlines).
-# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online] [fleet]   (default: the first two). Sizes: BENCH_* in each script.
+# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online] [fleet] [noop_site]   (default: the first two). Sizes: BENCH_* in each script.
 # Timings need a quiet machine: the load average is printed first and written into the results.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +29,7 @@ for name in "${names[@]}"; do
     table_encrypt|runtime_tde) python "bench/$name.py" ;;
     online) python bench/online_encrypt.py ;;
     fleet) python bench/fleet_scale.py ;;
-    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online, fleet)" >&2; exit 2 ;;
+    noop_site) python bench/noop_site.py ;;
+    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online, fleet, noop_site)" >&2; exit 2 ;;
   esac
 done

@@ -137,3 +137,42 @@ def databases_on_default(default: dict[str, Any] | None,
                          databases: dict[str, dict[str, Any] | None]) -> list[str]:
     """Databases whose key is the default key (same name and provider)."""
     return sorted(db for db, info in databases.items() if same_key(info, default))
+
+
+def keep_rotated_keys(current: dict[str, Any], name: str, targets: list[str],
+                      databases: list[str]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+    """Targets that already hold a key of another name keep it (a rotation done earlier, for
+    example by playbooks/rotate_keys.yml, is not undone by a re-run with the first names).
+
+    current: as for plan_key_targets. A database whose key is the same as the default key has no
+    key of its own and is not kept. Returns (targets still to set, databases still to set, kept)
+    with kept = [{'target', 'database', 'key'}] (key: the name in place)."""
+    kept: list[dict[str, Any]] = []
+    wanted_targets: list[str] = []
+    for target in targets:
+        info = current.get(target) if target in ('server', 'default') else None
+        if info is not None and info.get('key_name') != name:
+            kept.append({'target': target, 'database': None, 'key': info.get('key_name')})
+        else:
+            wanted_targets.append(target)
+    wanted_dbs: list[str] = []
+    db_infos = current.get('databases') or {}
+    for db in databases:
+        info = db_infos.get(db)
+        own = info is not None and not same_key(info, current.get('default'))
+        if 'database' in targets and own and info.get('key_name') != name:
+            kept.append({'target': 'database', 'database': db, 'key': info.get('key_name')})
+        else:
+            wanted_dbs.append(db)
+    if 'database' in wanted_targets and databases and not wanted_dbs:
+        wanted_targets.remove('database')
+    return wanted_targets, wanted_dbs, kept
+
+
+def kept_message(kept: list[dict[str, Any]], wanted: str) -> str:
+    """The warning of a run that kept rotated keys in place."""
+    where = ', '.join(('key of database "%s" is "%s"' % (k['database'], k['key'])) if k['target'] == 'database'
+                      else ('%s key is "%s"' % (k['target'], k['key'])) for k in kept)
+    return ('Kept keys rotated earlier in place (keep_rotated): the %s, not "%s". Put the rotated names into '
+            'the inventory, or set configure_rotate_keys=true (keep_rotated: false) to rotate to "%s".'
+            % (where, wanted, wanted))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import sqlstate
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._online_catalog import (
     CAPTURE_TRIGGER,
     STATE_SCHEMA,
@@ -88,17 +89,12 @@ class SwitchNotLocked(Exception):
     """The switch could not take its lock in time: the job is kept for the next run."""
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    diag = getattr(exc, 'diag', None)
-    return getattr(diag, 'sqlstate', None) if diag is not None else None
-
-
 def _is_connection_lost(exc: BaseException) -> bool:
     try:
         import psycopg
     except ImportError:  # pragma: no cover
         return False
-    state = _sqlstate(exc) or ''
+    state = sqlstate(exc) or ''
     return isinstance(exc, psycopg.OperationalError) and (state.startswith('57P') or state in ('', '08006', '08003'))
 
 
@@ -230,7 +226,7 @@ class OnlineMove:
             try:
                 return step()
             except Exception as exc:
-                code = _sqlstate(exc)
+                code = sqlstate(exc)
                 if code in RETRY_SQLSTATES and attempt <= len(delays):
                     time.sleep(delays[attempt - 1])
                     continue
@@ -503,7 +499,7 @@ class OnlineMove:
                     self.save_totals('indexes')
                 return
             except Exception as exc:
-                if _sqlstate(exc) == SERIALIZATION_FAILURE and attempt < 2:
+                if sqlstate(exc) == SERIALIZATION_FAILURE and attempt < 2:
                     continue
                 raise
 
@@ -535,7 +531,7 @@ class OnlineMove:
                     self.replay(track=True)
                     self.save_totals('catchup')
             except Exception as exc:
-                if _sqlstate(exc) == SERIALIZATION_FAILURE:
+                if sqlstate(exc) == SERIALIZATION_FAILURE:
                     continue
                 raise
             if time.monotonic() - t0 <= SHORT_ROUND_SECONDS:

@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any, Callable
 
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import sqlstate
+
 TARGET_AM = {'encrypted': 'tde_heap', 'decrypted': 'heap'}
 SOURCE_AM = {'encrypted': 'heap', 'decrypted': 'tde_heap'}
 
@@ -514,7 +516,7 @@ def first_checksum(session, schema: str, name: str) -> dict[str, Any]:
         with session.conn.transaction():
             return row_checksum(session, schema, name, 'record')
     except Exception as exc:
-        if _sqlstate(exc) not in NO_HASH_SQLSTATES:
+        if sqlstate(exc) not in NO_HASH_SQLSTATES:
             raise
     return row_checksum(session, schema, name, 'text')
 
@@ -529,7 +531,7 @@ def hash_method(session, schema: str, name: str) -> str:
         with session.conn.transaction():
             session.query_one(probe)
     except Exception as exc:
-        if _sqlstate(exc) not in NO_HASH_SQLSTATES:
+        if sqlstate(exc) not in NO_HASH_SQLSTATES:
             raise
         return 'text'
     return 'record'
@@ -551,11 +553,6 @@ class VerificationFailed(Exception):
 
 class LockNotAcquired(Exception):
     pass
-
-
-def _sqlstate(exc: BaseException) -> str | None:
-    diag = getattr(exc, 'diag', None)
-    return getattr(diag, 'sqlstate', None) if diag is not None else None
 
 
 def rewrite_once(session, item: dict[str, Any], state: str, lock_timeout: str,
@@ -656,7 +653,7 @@ def rewrite_table(session, item: dict[str, Any], state: str, *, lock_timeout: st
                 result['verified'] = True
             break
         except Exception as exc:  # psycopg errors: keep PostgreSQL's words
-            code = _sqlstate(exc)
+            code = sqlstate(exc)
             if code in RETRY_SQLSTATES and result['attempts'] <= len(delays):
                 wait = delays[result['attempts'] - 1]
                 if stop is not None and stop.wait(wait):

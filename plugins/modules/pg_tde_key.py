@@ -93,6 +93,15 @@ options:
         C(pg_tde_verify_default_key()) or C(pg_tde_verify_key()).
     type: bool
     default: true
+  keep_rotated:
+    description:
+      - With O(state=present), a target that already holds a key of another name keeps it, so a
+        rotation done earlier (for example by C(playbooks/rotate_keys.yml)) is not undone by a run
+        with the first name. Such targets are listed in RV(kept) with a warning and get no call.
+      - A database whose key is the same as the default key has no key of its own and is set.
+      - The configure role passes C(not configure_rotate_keys).
+    type: bool
+    default: false
   state:
     description:
       - C(present) creates/sets/rotates, C(absent) deletes the key from the targets.
@@ -192,6 +201,14 @@ deleted:
   type: list
   elements: dict
   sample: [ {target: database, database: appdb, key: k1, followed_default: false} ]
+kept:
+  description:
+    - With O(keep_rotated=true), the targets that keep a key of another name (rotated earlier);
+      C(key) is the name in place. Empty otherwise.
+  returned: always
+  type: list
+  elements: dict
+  sample: [ {target: server, database: null, key: db1-wal-20261201} ]
 executed_queries:
   description: Statements run (in check mode, that would run). Reads and verifications are not listed.
   returned: always
@@ -216,6 +233,8 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import (
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._keys import (
     database_keys,
     databases_on_default,
+    keep_rotated_keys,
+    kept_message,
     key_matches,
     plan_key_targets,
     same_key,
@@ -279,6 +298,7 @@ class KeyRun:
         self.rotated: list[dict[str, Any]] = []
         self.set: list[dict[str, Any]] = []
         self.deleted: list[dict[str, Any]] = []
+        self.kept: list[dict[str, Any]] = []
 
     def close(self) -> None:
         self.session.close()
@@ -403,18 +423,23 @@ class KeyRun:
         self.check_databases(need_dbs)
         self.check_provider(provider, scope, need_dbs)
         before = self.current(targets, need_dbs, with_followers='default' in targets)
+        only_create = not targets
+        if p['keep_rotated']:
+            targets, need_dbs, self.kept = keep_rotated_keys(before, name, targets, need_dbs)
+            if self.kept:
+                self.module.warn(kept_message(self.kept, name))
         plan = plan_key_targets(before, name, provider, scope, targets, need_dbs)
         explicit = [s for s in plan if not s['followed_default']]
 
         # 1. create the key where it is needed
-        if p['create'] and (explicit or not targets):
+        if p['create'] and (explicit or only_create):
             infos = [before['server'], before['default']] + list(before['databases'].values())
             if scope == 'global':
-                if not known_on_provider(infos, name, provider, scope) or not targets:
+                if not known_on_provider(infos, name, provider, scope) or only_create:
                     self.create_key(name, provider, scope, self.login_db)
             else:
                 for db in need_dbs:
-                    if not key_matches(before['databases'].get(db), name, provider, scope) or not targets:
+                    if not key_matches(before['databases'].get(db), name, provider, scope) or only_create:
                         self.create_key(name, provider, scope, db)
 
         # 2. the default key first: keys that are the same as the old default key follow it
@@ -525,6 +550,7 @@ def main() -> None:
         databases=dict(type='list', elements='str'),
         create=dict(type='bool', default=True),
         verify=dict(type='bool', default=True),
+        keep_rotated=dict(type='bool', default=False),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -547,6 +573,7 @@ def main() -> None:
             'rotated': run.rotated,
             'set': run.set,
             'deleted': run.deleted,
+            'kept': run.kept,
             'executed_queries': run.run_order_queries(),
         }
     finally:

@@ -353,10 +353,13 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils._connection import (
     PgSession,
 )
 from ansible_collections.tdeops.pg_tde.plugins.module_utils import _online as online
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import ENFORCE_REFUSED
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
+    VERIFY_FUNCTION,
     key_info,
     require_pg_tde,
     server_version_num,
+    verify_key,
 )
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._tables import (
     TARGET_AM,
@@ -611,9 +614,10 @@ class Runner:
                               'Nothing was changed. Set a key for the database or a default key first '
                               '(tdeops.pg_tde.pg_tde_key) and run again.' % db)
                 if db in busy:
-                    func = 'pg_tde_verify_key' if own is not None else 'pg_tde_verify_default_key'
+                    kind = 'database' if own is not None else 'default'
+                    func = VERIFY_FUNCTION[kind]
                     try:
-                        session.query('SELECT %s()' % func)
+                        verify_key(session, kind)
                     except Exception as exc:
                         self.fail('The principal key of database "%s" cannot be fetched from its key provider '
                                   '(%s() failed: %s). Nothing was changed. Check the key provider and the KMS '
@@ -625,12 +629,11 @@ class Runner:
                                         " AS source")
                 if row and (row['v'] or '').lower() in ('on', 'true', '1', 'yes'):
                     self.fail('pg_tde.enforce_encryption is on in database "%s" for role "%s" (set by: %s). pg_tde '
-                              'then refuses every access method but tde_heap ("pg_tde.enforce_encryption is ON, '
-                              'only the tde_heap access method is allowed."), so the tables cannot be decrypted. '
+                              'then refuses every access method but tde_heap ("%s"), so the tables cannot be decrypted. '
                               'Nothing was changed. Turn it off where it is set (ALTER SYSTEM SET '
                               'pg_tde.enforce_encryption = off and reload, or ALTER DATABASE / ALTER ROLE ... '
                               'RESET pg_tde.enforce_encryption) and run again.'
-                              % (db, self.p['login_user'], row.get('source') or 'unknown'))
+                              % (db, self.p['login_user'], row.get('source') or 'unknown', ENFORCE_REFUSED))
         if self.plan:
             session = self.sessions[self.plan[0]['database']]
             try:

@@ -288,3 +288,45 @@ def test_key_destroyed_on_the_kms(pg_cluster_factory, kmip_server, kmip_client_f
     res = run_module('pg_tde_key', args(pg, name=uid('next'), provider=prov, targets=['database']))
     assert res['failed'] and 'key "%s" not found in key provider "%s"' % (k, prov) in res['msg']
     assert 'destroyed' in res['msg']
+
+
+def test_keep_rotated_keeps_keys_rotated_earlier(pg_cluster_factory, keydir):
+    """Real pg_tde: with keep_rotated (the configure role without configure_rotate_keys), keys
+    rotated to another name stay in place, with a warning; a database on the default key and a
+    missing key still get the configured one; without keep_rotated the configured name wins."""
+    pg = pg_cluster_factory()
+    prov = file_provider(pg, keydir)
+    own, ondef = (pg.create_database(uid('d'), extension=True) for _n in range(2))
+    first, rotated = uid('first'), uid('rotated')
+    assert run_module('pg_tde_key', args(pg, name=first, provider=prov, targets=['server', 'default']))['changed']
+    assert run_module('pg_tde_key', args(pg, name=rotated, provider=prov, targets=['server', 'default']))['changed']
+    own_key = uid('own')     # a key of its own (a name other than the default key's)
+    assert run_module('pg_tde_key', args(pg, own, name=own_key, provider=prov, targets=['database'],
+                                         databases=[own]))['changed']
+
+    for targets in (['server'], ['default']):
+        task = args(pg, name=first, provider=prov, targets=targets, keep_rotated=True)
+        planned = run_module('pg_tde_key', task, check=True)
+        res = run_module('pg_tde_key', task)
+        assert not res['changed'] and not planned['changed'], res.get('msg')
+        assert res['executed_queries'] == [] and res['created'] == []
+        assert res['kept'] == [{'target': targets[0], 'database': None, 'key': rotated}]
+        assert any('Kept keys rotated earlier' in w for w in res.get('warnings', []))
+    assert key_name(pg, 'pg_tde_server_key_info') == rotated
+    assert key_name(pg, 'pg_tde_default_key_info') == rotated
+
+    # own keeps its rotated key; ondef (on the default key) gets the configured database key
+    dbk = uid('dbk')
+    task = args(pg, own, name=dbk, provider=prov, targets=['database'], databases=[own, ondef], keep_rotated=True)
+    res = run_module('pg_tde_key', task)
+    assert res['changed'], res.get('msg')
+    assert res['kept'] == [{'target': 'database', 'database': own, 'key': own_key}]
+    assert [s['database'] for s in res['set']] == [ondef]
+    assert key_name(pg, 'pg_tde_key_info', own) == own_key
+    assert key_name(pg, 'pg_tde_key_info', ondef) == dbk
+    assert not run_module('pg_tde_key', task)['changed']
+
+    # configure_rotate_keys: the configured name replaces the rotated one
+    res = run_module('pg_tde_key', args(pg, name=first, provider=prov, targets=['server']))
+    assert res['changed'] and res['rotated'][0]['old_key'] == rotated
+    assert key_name(pg, 'pg_tde_server_key_info') == first

@@ -346,12 +346,14 @@ def test_encrypt_tables_playbook(pg, tmp_path):
     nothing and changes nothing."""
     db = new_db(pg)
     pg.psql(SCHEMA, db=db)
+    # the server is found through the host's layout (pg_layout_port/_socket_dir), as the roles find it
     extra = {'tde_tables_hosts': 'all', 'tde_tables_databases': [db], 'tde_tables_exclude': ['public.scratch_%'],
-             'tde_tables_login_unix_socket': pg.socket_dir, 'tde_tables_login_port': pg.port,
+             'pg_layout_socket_dir': pg.socket_dir, 'pg_layout_port': pg.port,
              'tde_tables_parallel': 2}
     first = run_playbook('encrypt_tables.yml', tmp_path, extra)
     assert first['rc'] == 0, first
     plan = first['tasks']['Plan the change (check mode, nothing is changed)']
+    assert plan['changed'] is False      # the plan is not a change in the recap
     planned = {(i['schema'], i['table']) for i in plan['plan']}
     assert planned == {('public', 'big'), ('public', 'small'), ('sales', 'orders'), ('sales', 'order_lines')}
     result = first['tasks']['Rewrite the tables']

@@ -121,3 +121,51 @@ def test_database_keys_skips_databases_without_the_extension_and_keeps_errors():
     assert keys['app'] == (dict(info('k1'), provider_scope='global'), None)
     assert keys['broken'] == (None, 'key "k" not found in key provider "p"')
     assert keys['nokey'] == (None, None)
+
+
+# keep_rotated: the configure role's "keep a rotated key unless configure_rotate_keys" ---------
+
+def test_keep_rotated_keeps_server_and_default_of_another_name():
+    current = {'server': info('wal-20261201'), 'default': info('def-20261201'), 'databases': {}}
+    targets, dbs, kept = t.keep_rotated_keys(current, 'wal', ['server'], [])
+    assert (targets, dbs) == ([], [])
+    assert kept == [{'target': 'server', 'database': None, 'key': 'wal-20261201'}]
+    targets, _dbs, kept = t.keep_rotated_keys(current, 'def', ['default'], [])
+    assert targets == [] and kept[0]['key'] == 'def-20261201'
+
+
+def test_keep_rotated_sets_missing_and_same_name():
+    current = {'server': None, 'default': info('def'), 'databases': {}}
+    assert t.keep_rotated_keys(current, 'wal', ['server'], []) == (['server'], [], [])
+    # same name (even on another provider: the module decides the rest) is not a rotation to keep
+    current['server'] = info('wal', provider='other')
+    assert t.keep_rotated_keys(current, 'wal', ['server', 'default'], [])[2] == [
+        {'target': 'default', 'database': None, 'key': 'def'}]
+
+
+def test_keep_rotated_database_keys():
+    current = {'server': None, 'default': info('def'),
+               'databases': {'own': info('app-2'), 'ondef': info('def'), 'none': None, 'same': info('app')}}
+    targets, dbs, kept = t.keep_rotated_keys(current, 'app', ['database'], ['own', 'ondef', 'none', 'same', 'new'])
+    # a database on the default key has no key of its own: it gets the configured one
+    assert targets == ['database']
+    assert dbs == ['ondef', 'none', 'same', 'new']
+    assert kept == [{'target': 'database', 'database': 'own', 'key': 'app-2'}]
+
+
+def test_keep_rotated_all_databases_kept_leaves_no_database_target():
+    current = {'server': None, 'default': None, 'databases': {'own': info('app-2')}}
+    assert t.keep_rotated_keys(current, 'app', ['database'], ['own'])[:2] == ([], [])
+
+
+def test_keep_rotated_databases_only_for_the_database_target():
+    # provider_scope=database without the database target: the databases are where the provider is
+    current = {'server': None, 'default': None, 'databases': {'own': info('app-2')}}
+    assert t.keep_rotated_keys(current, 'app', [], ['own']) == ([], ['own'], [])
+
+
+def test_kept_message_names_the_keys_and_the_fix():
+    text = t.kept_message([{'target': 'server', 'database': None, 'key': 'w2'},
+                           {'target': 'database', 'database': 'app', 'key': 'a2'}], 'w1')
+    assert 'server key is "w2"' in text and 'key of database "app" is "a2"' in text
+    assert 'configure_rotate_keys=true' in text

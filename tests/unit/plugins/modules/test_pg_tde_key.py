@@ -12,7 +12,7 @@ from ansible_collections.tdeops.pg_tde.plugins.modules import pg_tde_key as m
 
 def params(**kw):
     base = dict(name='k1', provider='kms', provider_scope='global', targets=[], databases=['postgres'],
-                create=True, verify=True, state='present')
+                create=True, verify=True, keep_rotated=False, state='present')
     base.update(kw)
     return base
 
@@ -171,7 +171,7 @@ class Failed(Exception):
 
 def run(monkeypatch, cluster: Cluster, check: bool = False, **params) -> dict[str, Any]:
     base = dict(login_db='postgres', name='k1', provider='kms', provider_scope='global', targets=[],
-                databases=['postgres'], create=True, verify=True, state='present')
+                databases=['postgres'], create=True, verify=True, keep_rotated=False, state='present')
     base.update(params)
     module = SimpleNamespace(params=base, check_mode=check, warnings=[])
     module.warn = module.warnings.append
@@ -184,7 +184,8 @@ def run(monkeypatch, cluster: Cluster, check: bool = False, **params) -> dict[st
     key_run = m.KeyRun(module)
     outcome = key_run.present() if base['state'] == 'present' else key_run.absent()
     return dict(outcome, created=key_run.created, rotated=key_run.rotated, set=key_run.set,
-                deleted=key_run.deleted, queries=key_run.run_order_queries())
+                deleted=key_run.deleted, kept=key_run.kept, warnings=module.warnings,
+                queries=key_run.run_order_queries())
 
 
 def test_check_mode_changes_nothing_and_lists_statements(monkeypatch):
@@ -292,3 +293,28 @@ def test_deleting_the_default_key_lists_what_goes_with_it(monkeypatch, check):
         'no pg_tde_delete_key() for a database whose key went with the default key'
     if not check:
         assert c.server is None and c.db_keys['app'] is None and c.db_keys['own']['key_name'] == 'old'
+
+
+def test_keep_rotated_keeps_keys_of_another_name_and_creates_nothing(monkeypatch):
+    c = Cluster()
+    c.kms_keys |= {'wal-2', 'app-2'}
+    c.server, c.default = c.info('wal-2'), c.info('old')
+    c.db_keys['app'] = c.info('app-2')
+    for target, databases in ((['server'], ['postgres']), (['database'], ['app'])):
+        out = run(monkeypatch, c, targets=target, databases=databases, keep_rotated=True)
+        assert not out['changed'] and out['queries'] == [] and out['created'] == []
+        assert len(out['kept']) == 1 and 'Kept keys rotated earlier' in out['warnings'][0]
+    assert c.changes == []
+    # without keep_rotated the configured name wins (a rotation)
+    out = run(monkeypatch, c, targets=['server'], keep_rotated=False)
+    assert out['changed'] and [s['old_key'] for s in out['rotated']] == ['wal-2']
+
+
+def test_keep_rotated_still_sets_missing_keys_and_databases_on_the_default(monkeypatch):
+    c = Cluster()
+    c.default = c.info('old')
+    c.db_keys['app'] = c.info('old')           # on the default key: no key of its own
+    out = run(monkeypatch, c, targets=['database'], databases=['app'], keep_rotated=True)
+    assert out['changed'] and out['kept'] == [] and c.db_keys['app']['key_name'] == 'k1'
+    out = run(monkeypatch, c, targets=['server'], keep_rotated=True)
+    assert out['changed'] and c.server['key_name'] == 'k1'

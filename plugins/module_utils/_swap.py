@@ -1,36 +1,38 @@
-# Copyright: tdeops.pg_tde contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read-only swap inspection for tdeops.pg_tde.hardening (run by ansible.builtin.script).
-
-Prints one JSON object: what swap exists (/proc/swaps, /etc/fstab, /etc/crypttab), whether a
-hibernation resume device is configured, whether device-mapper is available, and - for the
-requested mode - the plan the role applies (crypttab lines, fstab rewrites, swapoff/swapon) or
-the reasons it refuses. It never changes anything.
-
-Usage: swap_plan.py MODE ALLOW_REMOVE PREFIX CIPHER SIZE IN_CONTAINER
-
-In a container (IN_CONTAINER true) /proc/swaps shows the host's swap, which the container cannot
-change: active swaps are then reported but left out of the plan.
-"""
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Swap inspection and plan of the hardening role (module swap_plan): what swap exists
+(/proc/swaps, fstab, crypttab), whether hibernation resume is configured, whether device-mapper
+is there, and for a mode (keep | none | encrypted) the plan the role applies or the reasons it
+refuses. Reads only. The file locations come in a SwapPaths, so tests can point at their own."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
-import subprocess
-import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-FSTAB = os.environ.get('HARDENING_FSTAB', '/etc/fstab')
-CRYPTTAB = os.environ.get('HARDENING_CRYPTTAB', '/etc/crypttab')
-PROC_SWAPS = os.environ.get('HARDENING_PROC_SWAPS', '/proc/swaps')
-PROC_CMDLINE = os.environ.get('HARDENING_PROC_CMDLINE', '/proc/cmdline')
-RESUME_FILES = ['/etc/initramfs-tools/conf.d/resume', '/etc/uswsusp.conf', '/etc/default/grub',
-                '/etc/suspend.conf'] + sorted(glob.glob('/etc/dracut.conf.d/*.conf')) \
-    + sorted(glob.glob('/etc/default/grub.d/*.cfg'))
+# run(argv) -> (rc, stdout, stderr): AnsibleModule.run_command in the module
+Runner = Callable[[list[str]], tuple[int, str, str]]
 
 
-def read(path):
+def default_resume_files() -> list[str]:
+    return (['/etc/initramfs-tools/conf.d/resume', '/etc/uswsusp.conf', '/etc/default/grub', '/etc/suspend.conf']
+            + sorted(glob.glob('/etc/dracut.conf.d/*.conf')) + sorted(glob.glob('/etc/default/grub.d/*.cfg')))
+
+
+@dataclass
+class SwapPaths:
+    fstab: str = '/etc/fstab'
+    crypttab: str = '/etc/crypttab'
+    proc_swaps: str = '/proc/swaps'
+    proc_cmdline: str = '/proc/cmdline'
+    proc_misc: str = '/proc/misc'
+    resume_files: list[str] = field(default_factory=default_resume_files)
+
+
+def read(path: str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -38,7 +40,7 @@ def read(path):
         return None
 
 
-def table_lines(text):
+def table_lines(text: str | None) -> list[tuple[str, list[str]]]:
     """(line, fields) of the non-comment, non-empty lines of an fstab-like file."""
     out = []
     for line in (text or '').splitlines():
@@ -49,30 +51,29 @@ def table_lines(text):
     return out
 
 
-def active_swaps():
+def active_swaps(text: str | None) -> list[dict[str, Any]]:
     out = []
-    for line in (read(PROC_SWAPS) or '').splitlines()[1:]:
+    for line in (text or '').splitlines()[1:]:
         f = line.split()
         if len(f) >= 2:
             out.append({'name': f[0].replace('\\040', ' '), 'type': f[1]})
     return out
 
 
-def blkid_resolve(spec):
-    """Device path for UUID=/LABEL=/PARTUUID=/PARTLABEL= specs, else the spec itself."""
-    if re.match(r'^(UUID|LABEL|PARTUUID|PARTLABEL)=', spec):
-        try:
-            res = subprocess.run(['blkid', '-l', '-o', 'device', '-t', spec],
-                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 universal_newlines=True, timeout=30, check=False)
-            dev = res.stdout.strip()
-            return dev or None
-        except (OSError, subprocess.SubprocessError):
-            return None
-    return spec
+def blkid_resolver(run: Runner) -> Callable[[str], str | None]:
+    """Device path for UUID=/LABEL=/PARTUUID=/PARTLABEL= specs (blkid), else the spec itself."""
+    def resolve(spec: str) -> str | None:
+        if re.match(r'^(UUID|LABEL|PARTUUID|PARTLABEL)=', spec):
+            try:
+                _rc, out, _err = run(['blkid', '-l', '-o', 'device', '-t', spec])
+            except OSError:
+                return None
+            return out.strip() or None
+        return spec
+    return resolve
 
 
-def stable_path(dev):
+def stable_path(dev: str) -> tuple[str | None, str | None]:
     """A path that survives reboots AND the loss of the swap signature (plain dm-crypt with a
     random key rewrites the device each boot, so UUID= / LABEL= stop working)."""
     if os.path.isfile(dev):
@@ -85,24 +86,22 @@ def stable_path(dev):
     return None, None
 
 
-def is_crypt_dm(dev):
+def is_crypt_dm(dev: str) -> bool:
     """True for an active dm-crypt device (dm uuid CRYPT-...), by /dev/dm-N or /dev/mapper/NAME."""
-    real = os.path.realpath(dev)
-    base = os.path.basename(real)
+    base = os.path.basename(os.path.realpath(dev))
     if not base.startswith('dm-'):
         return False
-    uuid = read('/sys/block/%s/dm/uuid' % base) or ''
-    return uuid.startswith('CRYPT-')
+    return (read('/sys/block/%s/dm/uuid' % base) or '').startswith('CRYPT-')
 
 
-def resume_configured():
+def resume_configured(cmdline: str | None, files: dict[str, str | None]) -> list[str]:
+    """Where a hibernation resume device is configured: the kernel command line, initramfs,
+    uswsusp, grub and dracut files ({path: text or None})."""
     found = []
-    cmdline = read(PROC_CMDLINE) or ''
-    for tok in cmdline.split():
+    for tok in (cmdline or '').split():
         if tok.startswith('resume=') and tok != 'resume=none':
             found.append('kernel command line: %s' % tok)
-    for path in RESUME_FILES:
-        text = read(path)
+    for path, text in files.items():
         if text is None:
             continue
         for line in text.splitlines():
@@ -120,57 +119,70 @@ def resume_configured():
     return found
 
 
-def dm_available():
-    misc = read('/proc/misc') or ''
-    return os.path.exists('/dev/mapper/control') or bool(re.search(r'\bdevice-mapper\b', misc))
+@dataclass
+class Host:
+    """What the plan needs to know of the host, read once (tests build it directly)."""
+    fstab_text: str | None
+    crypttab_text: str | None
+    swaps_text: str | None
+    resume: list[str]
+    dm_available: bool
+    resolve: Callable[[str], str | None] = lambda spec: spec
+    stable: Callable[[str], tuple[str | None, str | None]] = stable_path
+    is_crypt: Callable[[str], bool] = is_crypt_dm
+    same_file: Callable[[str, str], bool] = lambda a, b: (
+        os.path.exists(a) and os.path.exists(b) and os.path.realpath(a) == os.path.realpath(b))
 
 
-def main(argv):
-    mode, allow_remove, prefix, cipher, size = argv[1], argv[2] in ('1', 'true', 'True'), argv[3], argv[4], argv[5]
-    in_container = len(argv) > 6 and argv[6] in ('1', 'true', 'True')
-    fstab_text = read(FSTAB)
-    crypttab_text = read(CRYPTTAB)
-    crypt = {}
-    for line, f in table_lines(crypttab_text):
+def read_host(paths: SwapPaths, run: Runner) -> Host:
+    misc = read(paths.proc_misc) or ''
+    return Host(fstab_text=read(paths.fstab), crypttab_text=read(paths.crypttab), swaps_text=read(paths.proc_swaps),
+                resume=resume_configured(read(paths.proc_cmdline), {p: read(p) for p in paths.resume_files}),
+                dm_available=os.path.exists('/dev/mapper/control') or bool(re.search(r'\bdevice-mapper\b', misc)),
+                resolve=blkid_resolver(run))
+
+
+def swap_plan(host: Host, mode: str, allow_remove: bool, prefix: str, cipher: str, size: str,
+              in_container: bool) -> dict[str, Any]:
+    """The swap facts and the plan for `mode` (keep | none | encrypted), with refuse (reasons
+    not to change anything) and notes. In a container /proc/swaps shows the host's swap, which
+    the container cannot change: active swaps are reported but left out of the plan."""
+    crypt: dict[str, dict[str, Any]] = {}
+    for line, f in table_lines(host.crypttab_text):
         if len(f) >= 2:
             crypt[f[0]] = {'name': f[0], 'device': f[1], 'key': f[2] if len(f) > 2 else 'none',
                            'options': f[3] if len(f) > 3 else '', 'line': line}
-    fstab = []
-    for line, f in table_lines(fstab_text):
+    fstab: list[dict[str, Any]] = []
+    for line, f in table_lines(host.fstab_text):
         if len(f) >= 3 and f[2] == 'swap':
             src = f[0]
-            entry = {'src': src, 'line': line, 'options': f[3] if len(f) > 3 else 'defaults'}
+            entry: dict[str, Any] = {'src': src, 'line': line, 'options': f[3] if len(f) > 3 else 'defaults'}
             m = re.match(r'^/dev/mapper/(.+)$', src)
             if m and m.group(1) in crypt:
-                c = crypt[m.group(1)]
                 entry['encrypted'] = True
                 entry['crypt_name'] = m.group(1)
-                entry['random_key'] = c['key'] in ('/dev/urandom', '/dev/random')
+                entry['random_key'] = crypt[m.group(1)]['key'] in ('/dev/urandom', '/dev/random')
             else:
                 entry['encrypted'] = False
-                entry['device'] = blkid_resolve(src)
+                entry['device'] = host.resolve(src)
             fstab.append(entry)
-    host_active = active_swaps()
+    host_active = active_swaps(host.swaps_text)
     active = [] if in_container else host_active
     for a in active:
-        a['encrypted'] = is_crypt_dm(a['name'])
+        a['encrypted'] = host.is_crypt(a['name'])
         a['zram'] = os.path.basename(a['name']).startswith('zram')
-        a['in_fstab'] = False
-        for e in fstab:
-            dev = e.get('device') or ('/dev/mapper/' + e['crypt_name'] if e.get('crypt_name') else e['src'])
-            if dev and os.path.exists(dev) and os.path.exists(a['name']) and \
-                    os.path.realpath(dev) == os.path.realpath(a['name']):
-                a['in_fstab'] = True
-    resume = resume_configured()
-    facts = {'active': active, 'host_active_in_container': host_active if in_container else [],
-             'fstab': fstab, 'crypttab': list(crypt.values()), 'resume': resume,
-             'dm_available': dm_available(), 'fstab_present': fstab_text is not None}
-    plan = {'crypttab_add': [], 'fstab_replace': [], 'swapoff': [], 'swapon': [], 'start': [],
-            'comment_fstab': [], 'comment_crypttab': []}
-    refuse = []
-    notes = []
+        a['in_fstab'] = any(host.same_file(e.get('device') or ('/dev/mapper/' + e['crypt_name'] if e.get('crypt_name')
+                                                               else e['src']), a['name']) for e in fstab)
+    facts: dict[str, Any] = {'active': active, 'host_active_in_container': host_active if in_container else [],
+                             'fstab': fstab, 'crypttab': list(crypt.values()), 'resume': host.resume,
+                             'dm_available': host.dm_available, 'fstab_present': host.fstab_text is not None}
+    plan: dict[str, list[Any]] = {'crypttab_add': [], 'fstab_replace': [], 'swapoff': [], 'swapon': [], 'start': [],
+                                  'comment_fstab': [], 'comment_crypttab': []}
+    refuse: list[str] = []
+    notes: list[str] = []
     plaintext_active = [a for a in active if not a['encrypted'] and not a['zram']]
     encrypted_active = [a for a in active if a['encrypted']]
+    resume = host.resume
 
     if mode == 'keep':
         if plaintext_active:
@@ -204,7 +216,7 @@ def main(argv):
             if not dev:
                 refuse.append('cannot resolve fstab swap source %s to a device (blkid)' % e['src'])
                 continue
-            path, kind = stable_path(dev)
+            path, kind = host.stable(dev)
             if not path:
                 refuse.append('no stable path (/dev/disk/by-partuuid, /dev/disk/by-id) for swap device %s '
                               '(%s): UUID=/LABEL= do not survive random-key encryption; add it by hand' % (dev, e['src']))
@@ -218,9 +230,7 @@ def main(argv):
             f = e['line'].split()
             f[0] = '/dev/mapper/' + name
             plan['fstab_replace'].append({'old': e['line'], 'new': '\t'.join(f)})
-            for a in plaintext_active:
-                if os.path.exists(dev) and os.path.realpath(a['name']) == os.path.realpath(dev):
-                    plan['swapoff'].append(a['name'])
+            plan['swapoff'] += [a['name'] for a in plaintext_active if host.same_file(a['name'], dev)]
             plan['start'].append(name)
             plan['swapon'].append('/dev/mapper/' + name)
         for a in plaintext_active:
@@ -234,16 +244,11 @@ def main(argv):
         if not fstab and not active:
             notes.append('no swap configured: nothing to encrypt')
     # configured as encrypted swap in fstab but not active (not activated yet, or in a container)
-    active_real = set(os.path.realpath(a['name']) for a in host_active)
     facts['encrypted_inactive'] = ['/dev/mapper/' + e['crypt_name'] for e in fstab if e.get('crypt_name')
-                                   and os.path.realpath('/dev/mapper/' + e['crypt_name']) not in active_real]
+                                   and not any(host.same_file('/dev/mapper/' + e['crypt_name'], a['name'])
+                                               for a in host_active)]
     facts['plan'] = plan
     facts['refuse'] = refuse
     facts['notes'] = notes
     facts['plaintext_active'] = [a['name'] for a in plaintext_active]
-    print(json.dumps(facts))
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main(sys.argv))
+    return facts

@@ -1,0 +1,111 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pg_tde_host_check
+short_description: Check that a host has PostgreSQL, the pg_tde library and the Python libraries (read-only)
+version_added: 1.0.0
+description:
+  - Looks for the server binaries (C(postgres), C(pg_ctl)) in O(bindir), asks C(pg_config --pkglibdir)
+    for the library directory (or takes C(lib) next to the binaries), looks for C(pg_tde.so) there,
+    imports each of O(python_modules) in the Python that runs the module (the one the collection's
+    modules run with), and says whether a cluster exists in O(datadir) (C(PG_VERSION)) and
+    whether its server runs (C(postmaster.pid) names a live process, as C(pg_ctl status) decides).
+  - Fails with everything that is missing and O(fix) when something is; RV(missing) lists it.
+  - Never changes anything; C(changed) is always false.
+author:
+  - tdeops maintainers (@tdeops)
+extends_documentation_fragment:
+  - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.info_module
+attributes:
+  action_group:
+    description: Not in an action group (it has no connection options).
+    support: none
+    membership: []
+options:
+  bindir:
+    description: Directory of the PostgreSQL binaries (C(pg_layout_bindir)).
+    type: path
+    required: true
+  datadir:
+    description: Data directory of the cluster (C(pg_layout_datadir)).
+    type: path
+    required: true
+  python_modules:
+    description: Python modules that must import.
+    type: list
+    elements: str
+    default: [psycopg, kmip, cryptography]
+  fix:
+    description: What the user can do, appended to the failure message.
+    type: str
+    default: ""
+seealso:
+  - module: tdeops.pg_tde.pg_tde_info
+'''
+
+EXAMPLES = r'''
+- name: Check binaries, the pg_tde library and the Python libraries
+  tdeops.pg_tde.pg_tde_host_check:
+    bindir: /usr/lib/postgresql/17/bin
+    datadir: /var/lib/postgresql/17/main
+    fix: Install percona-pg-tde and python3-psycopg.
+  register: host_check
+'''
+
+RETURN = r'''
+pkglibdir:
+  description: The library directory of the server.
+  returned: always
+  type: str
+  sample: /usr/lib/postgresql/17/lib
+missing:
+  description: What is missing (paths, or C(Python module NAME for PYTHON)); empty when all is there.
+  returned: always
+  type: list
+  elements: str
+python_module_errors:
+  description: The import error of each Python module that does not import.
+  returned: always
+  type: dict
+cluster_exists:
+  description: Whether O(datadir) holds a cluster (C(PG_VERSION)).
+  returned: always
+  type: bool
+server_running:
+  description: Whether the server of O(datadir) runs (C(postmaster.pid) names a live process).
+  returned: always
+  type: bool
+'''
+
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._host_check import check_host
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            bindir=dict(type='path', required=True),
+            datadir=dict(type='path', required=True),
+            python_modules=dict(type='list', elements='str', default=['psycopg', 'kmip', 'cryptography']),
+            fix=dict(type='str', default=''),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = check_host(p['bindir'], p['datadir'], p['python_modules'], sys.executable,
+                        module.run_command)
+    if result['missing']:
+        module.fail_json(msg=('Missing: %s. %s' % ('; '.join(result['missing']), p['fix'])).strip(), **result)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()
