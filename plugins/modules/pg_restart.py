@@ -17,7 +17,7 @@ description:
     C(pg_tde.wal_encrypt) on in the new configuration, the server key is set and fetchable
     (C(pg_tde_verify_server_key())) and the KMS of its provider is reachable from this host with
     the provider's own files (TLS handshake with the client certificate for KMIP, the token and
-    the KV v2 mount for Vault). A refused check puts the O(undo) files back and reloads:
+    the KV v2 mount for Vault). A refused check puts the O(undo) files back and reloads;
     PostgreSQL keeps running as it was, and the module fails naming the check.
   - Then restarts through systemd or, where PostgreSQL is not a systemd unit, through
     C(pg_ctlcluster) or C(pg_ctl) (O(ctl)), and waits until the server accepts connections. When
@@ -50,7 +50,7 @@ options:
     choices: [restart, reload]
     default: restart
   reasons:
-    description: Who asks and why, for example C(hardening: LimitCORE drop-in changed). Shown in every result and message.
+    description: Who asks and why, for example C(hardening - LimitCORE drop-in changed). Shown in every result and message.
     type: list
     elements: str
     default: []
