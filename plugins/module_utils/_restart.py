@@ -127,9 +127,10 @@ def _sentence(text: str) -> str:
 
 def refusal_message(service: str, reasons: Iterable[str], problems: list[str], undone: list[str]) -> str:
     back = ('The previous files are back in place (%s) and reloaded; ' % ', '.join(undone)) if undone else ''
+    what = '; '.join(reasons) or 'changes of this run'
+    why = ' | '.join(_sentence(p) for p in problems)
     return ('Refusing to restart PostgreSQL (%s) for: %s. %s. %sPostgreSQL was not restarted and keeps '
-            'running as it was.' % (service, '; '.join(reasons) or 'changes of this run',
-                                   ' | '.join(_sentence(p) for p in problems), back))
+            'running as it was.' % (service, what, why, back))
 
 
 def failed_start_message(service: str, reasons: Iterable[str], said: list[str], where: str,

@@ -40,6 +40,7 @@ attributes:
   action_group:
     description: Not in an action group (it takes no C(login_*) options).
     support: none
+    membership: []
 options:
   mode:
     description:
@@ -333,6 +334,12 @@ class Logs:
         return ', '.join(self.files + [self.logdir + '/*.log'] + (['the journal'] if self.server.p['systemd'] else []))
 
 
+def _with(result: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """The result with the outcome of this exit."""
+    result.update(values)
+    return result
+
+
 def _mtime(path: str) -> float:
     try:
         return os.path.getmtime(path)
@@ -501,14 +508,14 @@ def main() -> None:
         if p['systemd'] and not module.check_mode:
             server.run(['systemctl', 'daemon-reload'])      # a changed unit file applies at the next restart
         module.warn(msg)
-        module.exit_json(msg=msg, **dict(result, outcome='pending', restart_pending=True, undo_pending=undo))
+        module.exit_json(msg=msg, **_with(result, outcome='pending', restart_pending=True, undo_pending=undo))
     if not running and not p['start_stopped']:
         if p['systemd'] and not module.check_mode:
             server.run(['systemctl', 'daemon-reload'])
         msg = ('PostgreSQL (%s) is not running: not started; the changes (%s) take effect at its next start.'
                % (service, '; '.join(reasons)))
         module.warn(msg)
-        module.exit_json(msg=msg, **dict(result, outcome='not_running', restart_pending=p['mode'] == 'restart'))
+        module.exit_json(msg=msg, **_with(result, outcome='not_running', restart_pending=p['mode'] == 'restart'))
 
     checks = Checks(server, running)
     for problem in R.undo_problems(undo):
@@ -522,16 +529,16 @@ def main() -> None:
     if checks.problems:
         if module.check_mode:
             module.fail_json(msg='check mode: would refuse - ' + R.refusal_message(service, reasons, checks.problems, []),
-                             **dict(result, outcome='refused'))
+                             **_with(result, outcome='refused'))
         result['undone'] = put_back(undo)
         if running:
             server.reload()
         module.fail_json(msg=R.refusal_message(service, reasons, checks.problems, result['undone']),
-                         **dict(result, outcome='refused'))
+                         **_with(result, outcome='refused'))
 
     if module.check_mode:
         module.exit_json(msg='check mode: would %s PostgreSQL (%s) for: %s' % (p['mode'], service, '; '.join(reasons)),
-                         **dict(result, changed=True, outcome='restarted' if p['mode'] == 'restart' else 'reloaded'))
+                         **_with(result, changed=True, outcome='restarted' if p['mode'] == 'restart' else 'reloaded'))
 
     if p['mode'] == 'reload':
         reload_or_roll_back(module, server, result)
@@ -541,7 +548,7 @@ def main() -> None:
     rc, out, err = server.control('restart')
     if rc == 0 and server.wait_ready():
         module.exit_json(msg='PostgreSQL (%s) restarted for: %s' % (service, '; '.join(reasons)),
-                         **dict(result, changed=True, outcome='restarted'))
+                         **_with(result, changed=True, outcome='restarted'))
 
     said = logs.lines(out + '\n' + err)
     result['undone'] = put_back(undo)
@@ -550,7 +557,7 @@ def main() -> None:
     up = rc2 == 0 and server.wait_ready()
     again = [] if up else logs.lines(out2 + '\n' + err2)
     module.fail_json(msg=R.failed_start_message(service, reasons, said, logs.where(), up, again),
-                     **dict(result, changed=True, outcome='rolled_back', server_said=said))
+                     **_with(result, changed=True, outcome='rolled_back', server_said=said))
 
 
 def reload_or_roll_back(module: AnsibleModule, server: Server, result: dict[str, Any]) -> None:
@@ -558,7 +565,7 @@ def reload_or_roll_back(module: AnsibleModule, server: Server, result: dict[str,
     rc, _out, err = server.reload()
     if rc != 0:
         module.fail_json(msg='PostgreSQL (%s) could not be reloaded: %s' % (server.p['service'], err),
-                         **dict(result, outcome='refused'))
+                         **_with(result, outcome='refused'))
     rc, out, err = server.psql("SELECT sourcefile || ':' || sourceline || ' ' || coalesce(name, '') || ': ' || error "
                                "FROM pg_file_settings WHERE error IS NOT NULL "
                                "AND error <> 'setting could not be applied'")
@@ -569,9 +576,9 @@ def reload_or_roll_back(module: AnsibleModule, server: Server, result: dict[str,
         module.fail_json(msg=R.refusal_message(server.p['service'], server.p['reasons'],
                                                ['errors in the configuration files: ' + ' | '.join(errors)],
                                                result['undone']).replace('restart', 'reload', 1),
-                         **dict(result, changed=True, outcome='refused'))
+                         **_with(result, changed=True, outcome='refused'))
     module.exit_json(msg='PostgreSQL (%s) reloaded for: %s' % (server.p['service'], '; '.join(server.p['reasons'])),
-                     **dict(result, changed=True, outcome='reloaded'))
+                     **_with(result, changed=True, outcome='reloaded'))
 
 
 if __name__ == '__main__':

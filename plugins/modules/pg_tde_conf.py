@@ -29,6 +29,7 @@ attributes:
   action_group:
     description: Not in an action group (it takes no C(login_*) options).
     support: none
+    membership: []
 options:
   path:
     description: The include file.
