@@ -255,8 +255,10 @@ class Server:
         return rc, out.strip(), err.strip()
 
     def ready(self) -> bool:
-        rc, _out, _err = self.run([self.bin('pg_isready'), '-q', '-h', self.p['socket_dir'],
-                                   '-p', str(self.p['port']), '-d', self.p['login_db']])
+        # As the server user: a probe as root would log FATAL: role "root" does not exist (or a failed
+        # peer authentication) in the server log on every call.
+        rc, _out, _err = self.run([self.bin('pg_isready'), '-q', '-h', self.p['socket_dir'], '-p', str(self.p['port']),
+                                   '-U', self.p['os_user'], '-d', self.p['login_db']], owner=True)
         return rc == 0
 
     def wait_ready(self) -> bool:
