@@ -31,16 +31,13 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_none
 attributes:
   check_mode:
     support: full
     details: Runs the read-only checks and reports what it would do (RV(outcome)); nothing is undone or restarted.
   diff_mode:
     support: none
-  action_group:
-    description: Not in an action group (it takes no C(login_*) options).
-    support: none
-    membership: []
 options:
   mode:
     description:

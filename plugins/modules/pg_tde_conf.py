@@ -21,15 +21,12 @@ author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
   - tdeops.pg_tde.attributes
+  - tdeops.pg_tde.attributes.actiongroup_none
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
-  action_group:
-    description: Not in an action group (it takes no C(login_*) options).
-    support: none
-    membership: []
 options:
   path:
     description: The include file.
