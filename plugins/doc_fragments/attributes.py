@@ -52,3 +52,13 @@ attributes:
     membership:
       - tdeops.pg_tde.kms
 '''
+
+    # Modules that take no login_* or kmip_* options: in no action group.
+    ACTIONGROUP_NONE = r'''
+options: {}
+attributes:
+  action_group:
+    description: Not in an action group (the module takes no C(login_*) or C(kmip_*) options).
+    support: none
+    membership: []
+'''

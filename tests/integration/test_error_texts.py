@@ -38,6 +38,9 @@ ALLOWLIST: list[tuple[str, str]] = [
                                                                'test cluster stops'),
     (r'^the database system is (starting up|shutting down|not yet accepting connections)$',
      'PostgreSQL: a connection while a test cluster starts or stops'),
+    (r'^could not create any TCP/IP sockets$',
+     'PostgreSQL: a start that fails on purpose (listen_addresses the host does not have): pg_restart quotes '
+     'it after putting the previous files back (tests/integration/test_pg_restart.py)'),
     (r'^could not extend file ".*": No space left on device$',
      'PostgreSQL: the online method\'s disk-full test fills a small tablespace on purpose; the module '
      'reports it per table and removes its copy'),
