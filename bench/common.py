@@ -177,6 +177,10 @@ def write_latest() -> None:
                      name, name), '']
         parts += module.headline(report)
         parts += ['']
+    others = [n for n in ('online', 'fleet', 'noop_site') if os.path.exists(os.path.join(OUT, '%s.md' % n))]
+    if others:
+        parts += ['## Other benchmarks', '', 'Run by name (`bash bench/run.sh NAME`); their latest results: %s.'
+                  % ', '.join('[%s.md](%s.md)' % (n, n) for n in others), '']
     with open(os.path.join(OUT, 'latest.md.tmp'), 'w') as fh:
         fh.write('\n'.join(parts))
     os.replace(os.path.join(OUT, 'latest.md.tmp'), os.path.join(OUT, 'latest.md'))

@@ -283,11 +283,11 @@ def headline(r: dict) -> list[str]:
     ]
 
     def cell(sc: dict, side: str) -> str:
-        return ('%.2f s, %.1f MB/s, **%.2fx** raw (enc %.2f, dec %.2f; medians %.2f; paired per round %.2f; '
-                'change phase %.2fx)'
+        # paired_ratio: results written before the bench paired its rounds do not have it
+        paired = ('; paired per round %.2f' % sc['paired_ratio'][side]) if 'paired_ratio' in sc else ''
+        return ('%.2f s, %.1f MB/s, **%.2fx** raw (enc %.2f, dec %.2f; medians %.2f%s; change phase %.2fx)'
                 % (sc['best_s'][side], sc['mb_s'][side], sc['ratio'][side], sc['ratio_enc'][side],
-                   sc['ratio_dec'][side], sc['median_ratio'][side], sc['paired_ratio'][side],
-                   sc['phase_ratio'][side]))
+                   sc['ratio_dec'][side], sc['median_ratio'][side], paired, sc['phase_ratio'][side]))
 
     lines.append('| one large table | %s MB | %.2f s, %.1f MB/s | %s | %s | off >= %.2fx: %s; on >= %.2fx: %s |'
                  % (one['mb'], one['best_s']['raw'], one['mb_s']['raw'], cell(one, 'unverified'), cell(one, 'verified'),
