@@ -21,11 +21,7 @@ author:
 extends_documentation_fragment:
   - tdeops.pg_tde.attributes
   - tdeops.pg_tde.attributes.info_module
-attributes:
-  action_group:
-    description: Not in an action group (it has no connection options).
-    support: none
-    membership: []
+  - tdeops.pg_tde.attributes.actiongroup_none
 options:
   bindir:
     description: Directory of the PostgreSQL binaries (C(pg_layout_bindir)).
