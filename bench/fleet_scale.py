@@ -19,7 +19,11 @@ middle N, Ansible's default forks (5) and a rotation with nothing to rotate on t
 `python bench/fleet_scale.py --from-json bench/results/fleet-<date>.json` renders the tables again.
 
 The machine's load average is recorded before and after each step: on a shared 2-core machine
-the figures are only comparable within one run.
+the figures are only comparable within one run. Around every timed run the CPU time of the whole
+machine is read from /proc/stat (the controller, every podman host, the KMS - and any other job), and
+that of ansible-playbook with the processes it waited for (the controller's share): the section "CPU:
+the floor on these machines" turns it into the lowest ratio N / 1 host that the CPUs allow, so a
+reader can tell CPU work per host from waiting.
 
 Environment: BENCH_FLEET_SIZES (default 1,5,10), BENCH_FLEET_VARIANTS (default 1: the variants on
 the largest N), BENCH_FLEET_KEEP (1: leave the containers), BENCH_OUT (default bench/results).
@@ -31,8 +35,8 @@ import datetime
 import hashlib
 import json
 import os
+import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,6 +73,34 @@ def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess
 def loadavg() -> float:
     with open('/proc/loadavg') as fh:
         return float(fh.read().split()[0])
+
+
+def cpu_counters() -> tuple[float, float, float]:
+    """CPU seconds of the whole machine so far (/proc/stat, aggregate line): busy (user, nice, system,
+    irq, softirq, steal; guest time is already inside user), total (busy + idle + iowait), steal."""
+    with open('/proc/stat') as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks + [0] * (8 - len(ticks))
+    busy = user + nice + system + irq + softirq + steal
+    hz = os.sysconf('SC_CLK_TCK')
+    return busy / hz, (busy + idle + iowait) / hz, steal / hz
+
+
+def children_cpu() -> float:
+    """CPU seconds of the finished children this process waited for: ansible-playbook with its forks and
+    the podman CLI they run (the controller's side); not the containers' processes (they run under conmon)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
+def cpu_usage(wall: float, before: tuple[float, float, float], after: tuple[float, float, float],
+              controller: float) -> dict:
+    cpus = os.cpu_count() or 1
+    busy = after[0] - before[0]
+    return {'cpu_busy_seconds': round(busy, 2), 'cpu_total_seconds': round(after[1] - before[1], 2),
+            'cpu_steal_seconds': round(after[2] - before[2], 2), 'cpus': cpus,
+            'utilisation': round(busy / (wall * cpus), 3) if wall > 0 else None,
+            'controller_cpu_seconds': round(controller, 2)}
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -197,10 +229,13 @@ def playbook(workdir: str, inventory: str, name: str, *extra: str, forks: int | 
     cmd = [ANSIBLE_PLAYBOOK, '-i', inventory, os.path.join(ROOT, 'playbooks', name)] + list(extra)
     if limit:
         cmd += ['--limit', limit]
+    env = ansible_env(workdir, forks)
     load0 = loadavg()
+    cpu0, kids0 = cpu_counters(), children_cpu()
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(workdir, forks))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.monotonic() - t0
+    cpu = cpu_usage(wall, cpu0, cpu_counters(), children_cpu() - kids0)
     try:
         doc = json_document(proc.stdout)
     except ValueError:
@@ -209,7 +244,7 @@ def playbook(workdir: str, inventory: str, name: str, *extra: str, forks: int | 
     if proc.returncode != 0:
         failed = {h: s for h, s in doc.get('stats', {}).items() if s.get('failures') or s.get('unreachable')}
         raise RuntimeError('%s failed (rc %d) on %s: %s' % (name, proc.returncode, failed, first_failure(doc)))
-    return {'wall': wall, 'load_before': load0, 'load_after': loadavg(), 'doc': doc}
+    return {'wall': wall, 'load_before': load0, 'load_after': loadavg(), 'cpu': cpu, 'doc': doc}
 
 
 def json_document(text: str) -> dict:
@@ -253,7 +288,7 @@ def summarize(res: dict) -> dict:
     prof = task_profile(res['doc'])
     stats = res['doc'].get('stats', {})
     return {'wall': round(res['wall'], 1), 'load_before': res['load_before'], 'load_after': res['load_after'],
-            'tasks': len(prof), 'remote_tasks': sum(1 for p in prof if p['hosts']),
+            **res['cpu'], 'tasks': len(prof), 'remote_tasks': sum(1 for p in prof if p['hosts']),
             'task_seconds': round(sum(p['seconds'] for p in prof), 1),
             'changed': {h: s.get('changed', 0) for h, s in stats.items()},
             'slowest': sorted(prof, key=lambda p: -p['seconds'])[:8]}
@@ -306,9 +341,10 @@ def measure_size(workdir: str, n: int, variants: bool, serial_variant: bool) -> 
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == '--from-json':
         # render the tables again from a run's JSON (bench/results/fleet-<date>.json)
+        # (JSON of older runs lacks the CPU fields, the machine and the load at the end: said so, not guessed)
         with open(sys.argv[2]) as fh:
             saved = json.load(fh)
-        write_results(saved['results'], datetime.datetime.fromisoformat(saved['started']), saved['load_start'])
+        write_results(saved.pop('results'), saved)
         return 0
     if not os.path.exists(os.path.join(BUNDLE, 'install.sh')):
         log('no real pg_tde bundle at %s (TDEOPS_REAL_PG_TDE_BUNDLE)' % BUNDLE)
@@ -337,7 +373,8 @@ def main() -> int:
             remove_hosts([KMS])
             podman('network', 'rm', NET, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
-    write_results(results, started, load_start)
+    write_results(results, {'started': started.isoformat(), 'load_start': load_start, 'load_end': loadavg(),
+                            'host': os.uname().nodename, 'cpus': os.cpu_count()})
     return 0
 
 
@@ -349,19 +386,28 @@ def ratio(results: list[dict], key: str, n: int) -> str:
     return '%.2f' % (other[key]['wall'] / base[key]['wall'])
 
 
-def write_results(results: list[dict], started: datetime.datetime, load_start: float) -> None:
+def write_results(results: list[dict], meta: dict) -> None:
+    """meta: started (ISO), load_start, load_end, host, cpus - the last three absent in older JSON."""
     os.makedirs(OUT, exist_ok=True)
+    started = datetime.datetime.fromisoformat(meta['started'])
     day = started.strftime('%Y-%m-%d')
     with open(os.path.join(OUT, 'fleet-%s.json' % day), 'w') as fh:
-        json.dump({'started': started.isoformat(), 'load_start': load_start, 'results': results}, fh, indent=1,
-                  default=str)
+        json.dump(dict(meta, results=results), fh, indent=1, default=str)
     base_n = min(r['n'] for r in results)
+    machine = ('on %s (%d CPUs)' % (meta['host'], meta['cpus']) if meta.get('host') and meta.get('cpus')
+               else '(machine and CPU count not recorded in this JSON)')
+    last = [v for v in results[-1].values() if isinstance(v, dict) and 'load_after' in v]
+    if meta.get('load_end') is not None:
+        load_end = '%.2f at the end' % meta['load_end']
+    elif last:
+        load_end = '%.2f after the last run' % last[-1]['load_after']
+    else:
+        load_end = 'the end not recorded'
     lines = ['# Fleet scale (bench/fleet_scale.py, `bash bench/run.sh fleet`)', '',
-             'Run %s UTC on %s (%d CPUs); load average %.2f at the start, %.2f at the end (other jobs share '
+             'Run %s UTC %s; load average %.2f at the start, %s (other jobs share '
              'this machine). Settings: inventories/example/ansible.cfg (forks %s, pipelining). Each N on N fresh '
              'podman hosts with the real pg_tde 2.2.0 and a lab PyKMIP KMS; wall time of ansible-playbook.'
-             % (started.strftime('%Y-%m-%d %H:%M'), os.uname().nodename, os.cpu_count() or 0, load_start, loadavg(),
-                example_forks()), '',
+             % (started.strftime('%Y-%m-%d %H:%M'), machine, meta['load_start'], load_end, example_forks()), '',
              '| hosts | site.yml first converge (all at once) | site.yml no-op | rotate_keys | report | one-task play | empty play |',
              '|---|---|---|---|---|---|---|']
     for r in results:
@@ -407,12 +453,111 @@ def write_results(results: list[dict], started: datetime.datetime, load_start: f
     lines += ['', 'Slowest tasks of the largest run (%d hosts), seconds of wall time per task:' % big['n'], '']
     for key in ('site_first', 'site_noop', 'rotate', 'report'):
         lines.append('- %s: %s' % (key, '; '.join('%s %.1f' % (p['task'], p['seconds']) for p in big[key]['slowest'][:6])))
-    lines.append('')
+    lines += [''] + cpu_section(results)
     text = '\n'.join(lines) + '\n'
     for name in ('fleet-%s.md' % day, 'fleet.md'):
         with open(os.path.join(OUT, name), 'w') as fh:
             fh.write(text)
     print(text)
+
+
+TIMED = (('site_first', 'site.yml first converge'), ('site_noop', 'site.yml no-op'), ('rotate', 'rotate_keys.yml'),
+         ('report', 'report.yml'))
+
+# Where each run can wait while the CPUs idle, besides the linear strategy (each task waits for its slowest host).
+WAITS = {
+    'site_first': "each host's PostgreSQL restart (stop, start, wait until it accepts connections) and key creation "
+                  "on the one lab KMS all hosts share",
+    'site_noop': 'the read-only play that groups the hosts before the roles, and the KMS checks against the one lab KMS',
+    'rotate': 'three new keys per host on the one lab KMS all hosts share (a KMIP round trip each)',
+    'report': 'the fleet play on the controller alone (report.json/md/html) and the KMS check of each host',
+}
+
+
+def has_cpu(run: dict | None) -> bool:
+    return bool(run) and run.get('cpu_busy_seconds') is not None and bool(run.get('cpus'))
+
+
+def cpu_section(results: list[dict]) -> list[str]:
+    """CPU: the floor on these machines - how low the ratio N / 1 host could go with the CPUs of this machine."""
+    lines = ['## CPU: the floor on these machines', '']
+    if not any(has_cpu(r.get(key)) for r in results for key, _ in TIMED):
+        return lines + ['Not recorded: this JSON is from a run before the benchmark read /proc/stat. Run '
+                        '`bash bench/run.sh fleet` again for the CPU figures.', '']
+    base = min(results, key=lambda r: r['n'])
+    big = max(results, key=lambda r: r['n'])
+    lines += ['CPU time of the whole machine around each timed run, from /proc/stat (busy = user + nice + system + irq '
+              '+ softirq + steal): the controller, every podman host and the lab KMS - and any other job on the '
+              'machine, so read it with the load averages. Utilisation = busy / (wall x CPUs). The floor of the ratio '
+              'N / %d = busy(N) / (CPUs x wall(%d)): even with perfect parallelism the N-host run needs busy(N) / CPUs '
+              'seconds here, so its ratio cannot be lower; measured / floor = 1 / utilisation(N). Controller = '
+              'ansible-playbook and the processes it waited for (its forks and the podman CLI).' % (base['n'], base['n']),
+              '', '| run | hosts | wall | CPU-s busy | utilisation | CPU-s per host | controller CPU-s | ratio N / %d '
+              'measured | CPU floor of the ratio |' % base['n'], '|---|---|---|---|---|---|---|---|---|']
+    readings = []
+    for key, label in TIMED:
+        one = base.get(key)
+        for r in results:
+            run = r.get(key)
+            if not run:
+                continue
+            if not has_cpu(run):
+                lines.append('| %s | %d | %.1f s | - | - | - | - | - | - |' % (label, r['n'], run['wall']))
+                continue
+            busy, cpus = run['cpu_busy_seconds'], run['cpus']
+            util = busy / (run['wall'] * cpus)
+            measured = floor = None
+            if one and one['wall'] > 0:
+                measured = run['wall'] / one['wall']
+                floor = busy / (cpus * one['wall'])
+            lines.append('| %s | %d | %.1f s | %.1f | %.0f%% | %.1f | %s | %s | %s |' % (
+                label, r['n'], run['wall'], busy, 100 * util, busy / r['n'],
+                '%.1f' % run['controller_cpu_seconds'] if run.get('controller_cpu_seconds') is not None else '-',
+                '%.2f' % measured if measured is not None else '-', '%.2f' % floor if floor is not None else '-'))
+            if r['n'] != base['n'] and measured is not None:
+                readings.append('- %s, %d hosts: ' % (label, r['n']) + reading(key, r['n'], run, measured, floor, util))
+    lines += ['', 'Reading (close to the floor: CPUs busy at least 80% of the wall time; far above: less than 55%):', '']
+    lines += readings or ['- only one size was measured: no ratio to read.']
+    if big['n'] != base['n']:
+        lines += ['', 'Per host, for other machines: per added host = (busy(%d) - busy(%d)) / %d, without the fixed cost '
+                  '(ansible-playbook, the plays on the controller). On one machine with C cores running everything, '
+                  'N hosts need at least (busy(%d) + (N - %d) x per added host) / C seconds. In production every host '
+                  'brings its own CPU: the controller\'s share per added host is what the controller\'s cores carry (with '
+                  'SSH instead of the podman CLI).' % (big['n'], base['n'], big['n'] - base['n'], base['n'], base['n']),
+                  '', '| run | CPU-s busy, %d host(s) | whole machine, CPU-s per added host | controller CPU-s per added '
+                  'host |' % base['n'], '|---|---|---|---|']
+        for key, label in TIMED:
+            one, run = base.get(key), big.get(key)
+            if not (has_cpu(one) and has_cpu(run)):
+                continue
+            added = big['n'] - base['n']
+            ctl = ('%.2f' % ((run['controller_cpu_seconds'] - one['controller_cpu_seconds']) / added)
+                   if run.get('controller_cpu_seconds') is not None and one.get('controller_cpu_seconds') is not None
+                   else '-')
+            lines.append('| %s | %.1f | %.2f | %s |' % (label, one['cpu_busy_seconds'],
+                                                         (run['cpu_busy_seconds'] - one['cpu_busy_seconds']) / added, ctl))
+    return lines + ['']
+
+
+def reading(key: str, n: int, run: dict, measured: float, floor: float, util: float) -> str:
+    head = 'measured %.2f, floor %.2f (CPUs %.0f%% busy)' % (measured, floor, 100 * util)
+    idle = run['wall'] * run['cpus'] - run['cpu_busy_seconds']
+    slowest = run.get('slowest') or []
+    slow = '; slowest task: %s (%.1f s)' % (slowest[0]['task'], slowest[0]['seconds']) if slowest else ''
+    crowded = (' Load %.1f before the run on %d CPUs: other jobs\' CPU is in these figures, so the floor is too high '
+               'and part of "busy" may be theirs.' % (run['load_before'], run['cpus'])
+               if run.get('load_before', 0) > run['cpus'] else '')
+    if util >= 0.8:
+        text = ('close to the floor: the remaining cost is CPU work per host (%d CPUs run the controller, all %d '
+                'hosts and the KMS), not serialisation in the collection.' % (run['cpus'], n))
+    elif util >= 0.55:
+        text = ('between: mostly CPU work per host, but %.0f of %.0f CPU-s idle, so some waiting is left - look at %s, '
+                'and the linear strategy%s.' % (idle, run['wall'] * run['cpus'], WAITS[key], slow))
+    else:
+        text = ('far above the floor: %.0f of %.0f CPU-s idle, so waiting/serialisation is left - look at %s, and the '
+                'linear strategy (each task waits for its slowest host)%s.' % (idle, run['wall'] * run['cpus'],
+                                                                                 WAITS[key], slow))
+    return head + ' - ' + text + crowded
 
 
 def example_forks() -> str:
