@@ -186,6 +186,13 @@ differences:
   type: list
   elements: str
   sample: [ kmip_cert, kmip_key ]
+check_id:
+  description:
+    - What this check looked at when it passed - type, endpoint, client files and O(readable_by) in one
+      string; the C(tdeops.pg_tde.kms_unchecked) filter skips providers with the same values.
+  returned: when every check passed
+  type: str
+  sample: kmip|kms.example.com|5696|/etc/pg_tde/kmip-ca.crt|/etc/pg_tde/kmip-client.crt|/etc/pg_tde/kmip-client.key|postgres
 tls:
   description: Protocol and cipher of the verified handshake.
   returned: when the handshake succeeded
@@ -204,6 +211,7 @@ from ansible_collections.tdeops.pg_tde.plugins.module_utils import _tls
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._errors import KMIP_CLIENT_KEY_FAILED
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._files import file_access_problems, loose_secret_mode
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._kmip import kmip_argument_spec, missing_connection_options
+from ansible_collections.tdeops.pg_tde.plugins.module_utils._kms_check import check_id
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._vault import (
     VaultCheckError,
     check_kv2_mount,
@@ -537,6 +545,7 @@ def main() -> None:
             listing = ' '.join('(%d) %s' % (i + 1, f) for i, f in enumerate(report.failures))
             msg = '%d checks failed: %s' % (len(report.failures), listing)
         module.fail_json(msg=msg, **result)
+    result['check_id'] = check_id(p, p['readable_by'])
     module.exit_json(**result)
 
 

@@ -560,11 +560,19 @@ def main() -> None:
 
 
 def reload_or_roll_back(module: AnsibleModule, server: Server, result: dict[str, Any]) -> None:
-    """pg_reload_conf(); the server's own verdict on the files (pg_file_settings) decides."""
+    """pg_reload_conf(); the server's own verdict on the files (pg_file_settings) decides. Returns
+    once the postmaster has read the files (pg_conf_load_time moved), so pending_restart is current."""
+    _rc, before, _err = server.psql('SELECT pg_conf_load_time()')
     rc, _out, err = server.reload()
     if rc != 0:
         module.fail_json(msg='PostgreSQL (%s) could not be reloaded: %s' % (server.p['service'], err),
                          **_with(result, outcome='refused'))
+    deadline = time.monotonic() + 20
+    while before.strip() and time.monotonic() < deadline:
+        rc, now, _err = server.psql('SELECT pg_conf_load_time()')
+        if rc != 0 or now.strip() != before.strip():
+            break
+        time.sleep(0.2)
     rc, out, err = server.psql("SELECT sourcefile || ':' || sourceline || ' ' || coalesce(name, '') || ': ' || error "
                                "FROM pg_file_settings WHERE error IS NOT NULL "
                                "AND error <> 'setting could not be applied'")

@@ -42,6 +42,12 @@ options:
     description: Mode of the file.
     type: raw
     default: '0644'
+  dir_mode:
+    description:
+      - Mode of the directory of O(path) (C(configure_conf_dir)), created when missing with O(owner)
+        and O(group) like the file; an existing directory gets the owner, group and mode too.
+    type: raw
+    default: '0755'
   base_preload:
     description:
       - The server's own C(shared_preload_libraries) (the last value in a configuration file other
@@ -105,6 +111,17 @@ undo:
   returned: always
   type: list
   elements: dict
+content_changed:
+  description: The text of the file changed (in check mode - would change); the server must read it again.
+  returned: always
+  type: bool
+rendered:
+  description:
+    - What the file sets - C(preload) (list), C(wal_encrypt), C(enforce_encryption) (bool) and
+      C(default_table_access_method) (empty when not written).
+  returned: always
+  type: dict
+  sample: {preload: [pg_tde], wal_encrypt: true, enforce_encryption: false, default_table_access_method: ''}
 restart_reasons:
   description: The preload list differs from the running server's (one entry naming the running list), else empty.
   returned: always
@@ -128,6 +145,7 @@ def main() -> None:
             owner=dict(type='str'),
             group=dict(type='str'),
             mode=dict(type='raw', default='0644'),
+            dir_mode=dict(type='raw', default='0755'),
             base_preload=dict(type='str', default=''),
             running_preload=dict(type='str'),
             preload_position=dict(type='str', default='first', choices=['first', 'last']),
@@ -149,21 +167,39 @@ def main() -> None:
     content = S.render(preload, p['settings'], p['wal_encrypt'], p['enforce_encryption'],
                        p['default_table_access_method'], p['preload_position'])
     path = p['path']
+    directory = os.path.dirname(path)
+    dir_changed = False
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            module.fail_json(msg='%s exists and is not a directory: configure_conf_dir must name a directory.' % directory)
+        dir_changed = True
+        if not module.check_mode:
+            try:
+                os.makedirs(directory)
+            except OSError as exc:
+                module.fail_json(msg='cannot create %s (configure_conf_dir): %s. Create it or point '
+                                     'configure_conf_dir at a directory the server reads.' % (directory, exc))
+    if os.path.isdir(directory):
+        dir_args = module.load_file_common_arguments(dict(path=directory, owner=p['owner'], group=p['group'],
+                                                          mode=p['dir_mode']))
+        dir_changed = module.set_fs_attributes_if_different(dir_args, dir_changed)
     try:
         with open(path, encoding='utf-8') as handle:
             before: str | None = handle.read()
     except FileNotFoundError:
         before = None
     reason = S.preload_restart_reason(p['running_preload'], preload) if p['running_preload'] is not None else None
-    result: dict[str, Any] = dict(changed=before != content, preload=preload, undo=[],
-                                  restart_reasons=[reason] if reason else [])
+    result: dict[str, Any] = dict(changed=before != content or dir_changed, content_changed=before != content,
+                                  preload=preload, undo=[],
+                                  restart_reasons=[reason] if reason else [],
+                                  rendered=dict(preload=preload, wal_encrypt=p['wal_encrypt'],
+                                                enforce_encryption=p['enforce_encryption'],
+                                                default_table_access_method=p['default_table_access_method']))
     if module._diff:
         result['diff'] = dict(before=before or '', after=content, before_header=path, after_header=path)
-    if result['changed'] and not module.check_mode:
-        if not os.path.isdir(os.path.dirname(path)):
-            module.fail_json(msg='the directory of %s does not exist (configure_conf_dir).' % path)
+    if before != content and not module.check_mode:
         backup = module.backup_local(path) if before is not None else ''
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.pg_tde_conf.')
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix='.pg_tde_conf.')
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             handle.write(content)
         module.atomic_move(tmp, path)

@@ -76,6 +76,12 @@ options:
     description: The variable that sets O(login_user), named when the role is not a superuser.
     type: str
     default: login_user
+  unreachable_fix:
+    description:
+      - What to do when the server cannot be reached, added to the message (the configure role says
+        that it works on a running server and which C(pg_layout_*) variables to check).
+    type: str
+    default: ''
   read_server:
     description:
       - Read the server to check what already exists. false checks the inputs alone, for roles
@@ -265,6 +271,7 @@ def main() -> None:
         var_prefix=dict(type='str', default=''),
         login_user_var=dict(type='str', default='login_user'),
         read_server=dict(type='bool', default=True),
+        unreachable_fix=dict(type='str', default=''),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -281,10 +288,11 @@ def main() -> None:
         finally:
             reader.close()
         if server.get('unreachable'):
-            module.fail_json(msg='Cannot check the pg_tde variables against the server: %s. Check login_user, '
-                                 'login_unix_socket, login_port and login_db (the configure role uses pg_layout_user, '
-                                 'pg_layout_socket_dir, pg_layout_port and %slogin_db); nothing was changed.'
-                                 % (server['unreachable'], params['var_prefix']),
+            fix = params['unreachable_fix'] or (
+                'Check login_user, login_unix_socket, login_port and login_db (the configure role uses pg_layout_user, '
+                'pg_layout_socket_dir, pg_layout_port and %slogin_db).' % params['var_prefix'])
+            module.fail_json(msg='Cannot check the pg_tde variables against the server: %s. %s Nothing was changed.'
+                                 % (server['unreachable'], fix.rstrip()),
                              problems=[], server=server)
 
     problems = config_problems(config, server, params['var_prefix'], params['login_user_var'])

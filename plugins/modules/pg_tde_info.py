@@ -45,6 +45,14 @@ options:
         relation alone; a table's indexes and TOAST table are listed, and counted, on their own).
     type: bool
     default: false
+  include_file_settings:
+    description:
+      - Add C(file_settings), what the configuration files say now (C(pg_file_settings) - every
+        line that sets something, with its file, line and error), and C(conf_load_time). The
+        configure role reads them to merge C(shared_preload_libraries) and to see whether its file
+        is read.
+    type: bool
+    default: false
 notes:
   - Reading a key that pg_tde has not cached makes it fetch the key from the KMS. When that
     fails, the key's entry carries C(error) with pg_tde's text and the module warns; it does not fail.
@@ -116,6 +124,19 @@ pg_tde:
           set, or has C(key_name), C(provider_name), C(provider_id), C(provider_scope),
           C(key_creation_time); C(same_as_default) for database keys; C(error) when it could not be read.
       type: dict
+    pending_restart:
+      description: Names of every setting that waits for a restart (C(pg_settings.pending_restart)), sorted.
+      type: list
+      elements: str
+    file_settings:
+      description:
+        - With O(include_file_settings), the rows of C(pg_file_settings) in order, each with C(seqno),
+          C(name), C(setting), C(sourcefile), C(sourceline) and C(error).
+      type: list
+      elements: dict
+    conf_load_time:
+      description: With O(include_file_settings), C(pg_conf_load_time()) as text.
+      type: str
     databases:
       description:
         - Per database, C(extension) (bool), C(extension_version), C(default_table_access_method)
@@ -133,6 +154,7 @@ pg_tde:
     shared_preload_libraries: [pg_tde]
     settings: [{name: pg_tde.wal_encrypt, setting: "on", pending_restart: false, context: postmaster}]
     wal_encryption: {setting: "on", pending_restart: false, server_key_set: true}
+    pending_restart: []
     providers: {global: [{id: -1, name: kms, type: kmip, scope: global,
                           options: {host: 127.0.0.1, port: 5696, certPath: /etc/c.crt, keyPath: /etc/c.key,
                                     caPath: /etc/ca.crt}}], databases: {postgres: []}}
@@ -186,6 +208,10 @@ SEQUENCES_SQL = ("SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.
                  "WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')")
 
 # The values a new session of this database gets (ALTER DATABASE ... SET counts).
+PENDING_RESTART_SQL = "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name"
+
+FILE_SETTINGS_SQL = ("SELECT seqno, name, setting, sourcefile, sourceline, error FROM pg_file_settings ORDER BY seqno")
+
 DATABASE_SETTINGS_SQL = ("SELECT current_setting('default_table_access_method') AS am, "
                          "current_setting('pg_tde.enforce_encryption', true) AS enforce")
 
@@ -308,7 +334,7 @@ def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
         module.warn(text)
     clean_settings = [{'name': s['name'], 'setting': s['setting'], 'pending_restart': bool(s['pending_restart']),
                        'context': s['context']} for s in settings]
-    return {
+    out: dict[str, Any] = {
         'version': format_version(parse_tde_version(version_text)),
         'version_text': version_text,
         'preloaded': preloaded,
@@ -317,8 +343,13 @@ def gather_from(module: AnsibleModule, sessions: Sessions) -> dict[str, Any]:
         'wal_encryption': wal_encryption(clean_settings, server_key, version_text is not None),
         'providers': {'global': global_providers, 'databases': db_providers},
         'principal_keys': {'server': server_key, 'default': default_key, 'databases': db_keys},
+        'pending_restart': [r['name'] for r in main.query(PENDING_RESTART_SQL)],
         'databases': out_dbs,
     }
+    if params.get('include_file_settings'):
+        out['file_settings'] = [dict(r) for r in main.query(FILE_SETTINGS_SQL)]
+        out['conf_load_time'] = str(main.query_one('SELECT pg_conf_load_time() AS t')['t'])
+    return out
 
 
 def main() -> None:
@@ -327,6 +358,7 @@ def main() -> None:
         databases=dict(type='list', elements='str'),
         include_relations=dict(type='bool', default=True),
         include_sizes=dict(type='bool', default=False),
+        include_file_settings=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     module.exit_json(changed=False, pg_tde=gather(module))
