@@ -6,12 +6,18 @@ that an argument spec cannot make, as pure functions: config_problems(config, se
 every problem, each naming the variable path the user set (configure_providers[0].type), what is
 wrong and the fix. `server` is what the module read from the running server (read-only); a part
 it could not read is None with the reason, and the checks that need it say so instead of
-guessing. Used by tdeops.pg_tde.pg_tde_config_check, which the configure role runs first."""
+guessing. Used by tdeops.pg_tde.pg_tde_config_check, which the configure role runs first.
+
+The roles declare their provider and database-key lists with `elements: raw` so that these checks,
+not the argument-spec engine (which names no index), answer for every entry: the choices, required
+options and types of the roles' nested options are checked here too."""
 from __future__ import annotations
 
 import difflib
 import json
 from typing import Any
+
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.tdeops.pg_tde.plugins.module_utils._pg_tde import (
     KEY_NAME_MAX_BYTES,
@@ -36,6 +42,10 @@ PROVIDER_COMMON = ('name', 'type', 'scope', 'database', 'state')
 SERVER_KEY_OPTIONS = ('name', 'provider', 'create', 'provider_scope')
 DATABASE_KEY_OPTIONS = ('name', 'provider', 'provider_scope', 'databases', 'create')
 SCOPES = ('global', 'database')
+PROVIDER_STATES = ('present', 'absent')
+# Options of a provider that hold one value (a string or path); kmip_port is an integer.
+PROVIDER_SCALARS = tuple(o for o in PROVIDER_COMMON + sum(PROVIDER_REQUIRED.values(), ()) +
+                         sum(PROVIDER_OPTIONAL.values(), ()) if o != 'kmip_port')
 
 
 class Problem:
@@ -73,6 +83,45 @@ def _is_blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+def _is_value(value: Any) -> str:
+    """'is "x".', or 'is empty.' for None and '' (a YAML key without a value)."""
+    return 'is empty.' if _is_blank(value) else 'is "%s".' % value
+
+
+def _not_scalar(value: Any) -> str:
+    """'a list' / 'a dictionary' when `value` is not one value, else ''."""
+    if isinstance(value, dict):
+        return 'a dictionary'
+    if isinstance(value, (list, tuple, set)):
+        return 'a list'
+    return ''
+
+
+def _port(value: Any) -> int | None:
+    """The port as Ansible's int type reads it (an int, digits, a whole float), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_boolean(value: Any) -> bool:
+    """What Ansible's bool type accepts: true/false, yes/no, on/off, 1/0, ..."""
+    if isinstance(value, bool):
+        return True
+    if not isinstance(value, (str, int, float)):
+        return False
+    try:
+        boolean(value, strict=True)
+    except TypeError:
+        return False
+    return True
+
+
 def provider_value_problems(values: dict[str, Any], ptype: str | None) -> list[tuple[str, str, str]]:
     """(option, problem, fix) for the values of one provider, with pg_tde_provider's option names
     (absent or None = unset, defaults applied here): the name limit, and for `ptype` the KMIP
@@ -90,11 +139,8 @@ def provider_value_problems(values: dict[str, Any], ptype: str | None) -> list[t
         params['kmip_port'] = 5696
     params['vault_mount_path'] = str(params.get('vault_mount_path') or 'secret').strip('/')
     if ptype == 'kmip':
-        try:
-            ok = 0 < int(params['kmip_port']) < 65536
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+        port = _port(params['kmip_port'])
+        if port is None or not 0 < port < 65536:
             out.append(('kmip_port', 'is "%s".' % params['kmip_port'],
                         'use a port number between 1 and 65535 (default 5696).'))
             params['kmip_port'] = 5696
@@ -177,6 +223,8 @@ class _Checker:
                 self.add(path, 'must be a dictionary (name, type, ...), got %r.' % (prov,),
                          'write the provider as a dictionary with the options of tdeops.pg_tde.pg_tde_provider.')
                 continue
+            if not self._scalars(path, prov, PROVIDER_SCALARS):
+                continue
             name = prov.get('name')
             if _is_blank(name):
                 self.add(path + '.name', 'is missing: every provider needs a name.', 'add name: <provider name>.')
@@ -185,7 +233,7 @@ class _Checker:
                     self.add('%s.%s' % (path, option), problem, fix)
             scope = prov.get('scope', 'global')
             if scope not in SCOPES:
-                self.add(path + '.scope', 'is "%s".' % scope, _one_of(scope, SCOPES))
+                self.add(path + '.scope', _is_value(scope), _one_of(scope, SCOPES))
                 scope = None
             where = 'global'
             if scope == 'database':
@@ -209,8 +257,8 @@ class _Checker:
                 else:
                     seen[key] = i
             state = prov.get('state', 'present')
-            if state not in ('present', 'absent'):
-                self.add(path + '.state', 'is "%s".' % state, _one_of(state, ('present', 'absent')))
+            if state not in PROVIDER_STATES:
+                self.add(path + '.state', _is_value(state), _one_of(state, PROVIDER_STATES))
             self._check_provider_type(path, prov, state)
 
     def _check_provider_type(self, path: str, prov: dict[str, Any], state: str) -> None:
@@ -230,6 +278,8 @@ class _Checker:
             self.add(path + '.type', 'is "%s", which is not a pg_tde provider type.' % ptype,
                      _one_of(ptype, PROVIDER_TYPE_CHOICES))
             return
+        if 'kmip_port' in prov and prov['kmip_port'] is None and ptype == 'kmip':
+            self.add(path + '.kmip_port', 'is empty.', 'remove it (the default is 5696) or set the port number.')
         if state == 'absent':
             return
         for key in PROVIDER_REQUIRED[ptype]:
@@ -245,6 +295,17 @@ class _Checker:
         values = {k: prov.get(k) for k in own}
         for option, problem, fix in provider_value_problems(values, ptype):
             self.add('%s.%s' % (path, option) if option else path, problem, fix)
+
+    def _scalars(self, path: str, entry: dict[str, Any], options: tuple[str, ...]) -> bool:
+        """Each of `options` in `entry` holds one value; False (each named) when one does not."""
+        ok = True
+        for key in options:
+            kind = _not_scalar(entry.get(key))
+            if kind:
+                self.add('%s.%s' % (path, key), 'is %s; it takes one value.' % kind,
+                         'write a single %s.' % ('name' if key in ('name', 'provider', 'database') else 'value'))
+                ok = False
+        return ok
 
     def _check_extension_db(self, path: str, db: str, who: str) -> None:
         """`db` must have pg_tde now or get it in this run (extension_databases)."""
@@ -314,7 +375,9 @@ class _Checker:
                     ', '.join(sorted(on_server)) or 'none'))
 
     def _check_key_fields(self, path: str, key: dict[str, Any], allowed: tuple[str, ...]) -> bool:
-        ok = True
+        ok = self._scalars(path, key, ('name', 'provider', 'provider_scope'))
+        if not ok:
+            return False
         for extra in sorted(k for k in key if k not in allowed):
             self.add('%s.%s' % (path, extra), 'is not an option of this key.',
                      'remove it or correct the spelling; options are %s.' % ', '.join(allowed))
@@ -328,8 +391,8 @@ class _Checker:
             self.add(path + '.name', 'is %d bytes long; pg_tde allows key names of at most %d bytes.'
                      % (_bytes(name), KEY_NAME_MAX_BYTES), 'use a shorter key name.')
             ok = False
-        if 'create' in key and not isinstance(key['create'], bool):
-            self.add(path + '.create', 'is "%s".' % key['create'], 'set true or false.')
+        if 'create' in key and not _is_boolean(key['create']):
+            self.add(path + '.create', _is_value(key['create']), 'set true or false.')
         return ok
 
     def check_global_keys(self) -> None:
@@ -374,12 +437,20 @@ class _Checker:
             if not databases:
                 self.add(path + '.databases', 'is missing or empty.', 'list the databases that get this key.')
                 continue
+            if not isinstance(databases, list):
+                self.add(path + '.databases', 'is %r; it must be a list of database names.' % (databases,),
+                         'write databases: [<database>, ...].')
+                continue
             scope = key.get('provider_scope', 'global')
             if scope not in SCOPES:
-                self.add(path + '.provider_scope', 'is "%s".' % scope, _one_of(scope, SCOPES))
+                self.add(path + '.provider_scope', _is_value(scope), _one_of(scope, SCOPES))
                 continue
             for j, db in enumerate(databases):
                 db_path = '%s.databases[%d]' % (path, j)
+                if _is_blank(db) or _not_scalar(db) or isinstance(db, bool):
+                    self.add(db_path, 'is %r, not a database name.' % (db,), 'write the database name.')
+                    continue
+                db = str(db)
                 if db in owner:
                     self.add(db_path, 'database "%s" already gets the key of %s; a database has one key.'
                              % (db, owner[db]), 'keep the database in one entry only.')

@@ -21,6 +21,10 @@ description:
     databases exist, that O(wal_encrypt) has a server key, and that the login role is a superuser.
   - Every problem names the variable path (for example C(configure_providers[0].type) with
     O(var_prefix=configure_)), what is wrong and the fix; all of them are reported at once.
+  - Also checks the values of each entry of O(providers) and O(database_keys) (choices, required
+    options, integers, booleans, unknown options). The roles declare their provider and key lists
+    with C(elements=raw), so that this module, not the argument-spec engine (which names no
+    index), answers for every entry.
   - Reads the server only (C(pg_database), C(pg_extension), C(pg_roles) and the pg_tde provider
     lists where pg_tde is loaded). What it cannot read (no connection to a database, a permission
     error, pg_tde not loaded yet) is named with the reason; a check that needs it then fails with

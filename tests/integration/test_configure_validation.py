@@ -134,7 +134,12 @@ def file_provider(name='lab', **kw):
 
 BAD = [
     # (id, which cluster, variables, words that must be in the message)
-    ('kmpi', 'fresh', {'configure_providers': [file_provider(type='kmpi')]}, ['configure_providers', 'type', 'kmpi']),
+    # The entries of configure_providers and configure_database_keys are checked by pg_tde_config_check
+    # (elements: raw), which names the index and the fix; the argument-spec engine named only the list.
+    ('kmpi', 'fresh', {'configure_providers': [file_provider(type='kmpi')]},
+     ['configure_providers[0].type: is "kmpi"', 'Fix: set it to one of kmip, vault_v2, file (did you mean "kmip"?)']),
+    ('provider state misspelt', 'fresh', {'configure_providers': [file_provider(), file_provider('lab2', state='gone')]},
+     ['configure_providers[1].state: is "gone"', 'Fix: set it to one of present, absent']),
     ('provider option of another type', 'fresh', {'configure_providers': [file_provider(kmip_host='kms')]},
      ['configure_providers[0].kmip_host', 'belongs to a kmip provider']),
     ('kmip provider without its files', 'fresh', {'configure_providers': [{'name': 'kms', 'type': 'kmip',
@@ -164,7 +169,11 @@ BAD = [
     ('extension database that does not exist', 'fresh', {'configure_extension_databases': ['postgres', 'nodb']},
      ['configure_extension_databases[1]', 'does not exist']),
     ('misspelt provider option', 'fresh', {'configure_providers': [file_provider(file_pth='/x')]},
-     ['configure_providers', 'file_pth']),
+     ['configure_providers[0].file_pth', 'did you mean "file_path"']),
+    ('database key provider_scope misspelt', 'fresh', {
+        'configure_providers': [file_provider()],
+        'configure_database_keys': [{'name': 'k', 'provider': 'lab', 'provider_scope': 'globl', 'databases': ['postgres']}]},
+     ['configure_database_keys[0].provider_scope: is "globl"', 'did you mean "global"']),
 ]
 
 

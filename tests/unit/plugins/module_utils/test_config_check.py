@@ -127,6 +127,39 @@ BAD = [
           why={'extension appdb': 'cannot connect to database "appdb" as "postgres": permission denied'}),
      'configure_database_keys[0].databases[0]', 'could not be read (cannot connect'),
     ('provider not a dict', cfg(providers=['kms']), FRESH, 'configure_providers[0]', 'must be a dictionary'),
+    # What the argument-spec engine checked in the nested options before (elements: raw now), by index.
+    ('provider state misspelt', cfg(providers=[dict(FILE, state='gone')]), FRESH,
+     'configure_providers[0].state', 'one of present, absent'),
+    ('provider scope empty', cfg(providers=[dict(FILE, scope=None)]), FRESH, 'configure_providers[0].scope', 'is empty'),
+    ('kmip port not a number', cfg(providers=[FILE, dict(KMIP, kmip_port='abc')]), FRESH,
+     'configure_providers[1].kmip_port', 'between 1 and 65535'),
+    ('kmip port not a whole number', cfg(providers=[dict(KMIP, kmip_port=5696.5)]), FRESH,
+     'configure_providers[0].kmip_port', 'between 1 and 65535'),
+    ('kmip port empty', cfg(providers=[dict(KMIP, kmip_port=None)]), FRESH, 'configure_providers[0].kmip_port', 'is empty'),
+    ('provider path as a list', cfg(providers=[dict(FILE, file_path=['/a', '/b'])]), FRESH,
+     'configure_providers[0].file_path', 'is a list'),
+    ('provider name as a list', cfg(providers=[dict(FILE, name=['a'])]), FRESH, 'configure_providers[0].name', 'is a list'),
+    ('database key not a dict', cfg(database_keys=['appkey']), FRESH, 'configure_database_keys[0]', 'must be a dictionary'),
+    ('database key without name', cfg(providers=[FILE], database_keys=[{'provider': 'lab', 'databases': ['postgres']}]),
+     FRESH, 'configure_database_keys[0].name', 'is missing'),
+    ('database key without provider', cfg(database_keys=[{'name': 'k', 'databases': ['postgres']}]), FRESH,
+     'configure_database_keys[0].provider', 'is missing'),
+    ('database key create not a boolean', cfg(providers=[FILE], database_keys=[
+        {'name': 'k', 'provider': 'lab', 'databases': ['postgres'], 'create': 'maybe'}]), FRESH,
+     'configure_database_keys[0].create', 'true or false'),
+    ('database key create empty', cfg(providers=[FILE], database_keys=[
+        {'name': 'k', 'provider': 'lab', 'databases': ['postgres'], 'create': None}]), FRESH,
+     'configure_database_keys[0].create', 'is empty'),
+    ('database key misspelt option', cfg(providers=[FILE], database_keys=[
+        {'name': 'k', 'provider': 'lab', 'databases': ['postgres'], 'provder_scope': 'global'}]), FRESH,
+     'configure_database_keys[0].provder_scope', 'not an option'),
+    ('database key provider as a list', cfg(database_keys=[{'name': 'k', 'provider': ['a'], 'databases': ['postgres']}]),
+     FRESH, 'configure_database_keys[0].provider', 'is a list'),
+    ('databases a number', cfg(providers=[FILE], database_keys=[{'name': 'k', 'provider': 'lab', 'databases': 5}]),
+     FRESH, 'configure_database_keys[0].databases', 'must be a list of database names'),
+    ('a database as a dict', cfg(providers=[FILE], database_keys=[
+        {'name': 'k', 'provider': 'lab', 'databases': ['postgres', {'name': 'appdb'}]}]), FRESH,
+     'configure_database_keys[0].databases[1]', 'not a database name'),
 ]
 
 
@@ -155,6 +188,9 @@ GOOD = [
         server_key={'name': 'w', 'provider': 'kms'},
         providers=[dict(FILE, scope='database', database='appdb')]), {}),
     ('deleting an unused provider needs no type options', cfg(providers=[{'name': 'old', 'state': 'absent'}]), FRESH),
+    ('what Ansible reads as an int or a bool', cfg(
+        providers=[dict(KMIP, kmip_port='5696'), dict(VAULT, state='absent', scope='global')],
+        database_keys=[{'name': 'k', 'provider': 'kms', 'databases': ['postgres'], 'create': 'yes'}]), FRESH),
 ]
 
 
