@@ -294,6 +294,39 @@ def summarize(res: dict) -> dict:
             'slowest': sorted(prof, key=lambda p: -p['seconds'])[:8]}
 
 
+def kms_sessions(since: float, until: float) -> dict:
+    """What the lab KMS saw during a run (its log, INFO level): the KMIP sessions (one per
+    connection), how long the longest lasted, the longest stretch without a new connection, and
+    failures. Tells a slow KMS (long sessions) from clients that wait before connecting."""
+    proc = podman('exec', KMS, 'cat', '/var/log/pykmip/server.log', check=False)
+    starts: dict[str, float] = {}
+    durations: list[float] = []
+    connects: list[float] = []
+    failures = 0
+    for line in proc.stdout.splitlines():
+        try:
+            stamp = datetime.datetime.strptime(line[:23], '%Y-%m-%d %H:%M:%S,%f').replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+        except ValueError:
+            continue
+        if not since - 1 <= stamp <= until + 1:
+            continue
+        if 'Receiving incoming connection' in line:
+            connects.append(stamp)
+        elif 'Starting session: ' in line:
+            starts[line.rsplit(' ', 1)[1]] = stamp
+        elif 'Stopping session: ' in line and line.rsplit(' ', 1)[1] in starts:
+            durations.append(stamp - starts[line.rsplit(' ', 1)[1]])
+        elif 'Failure' in line or 'ERROR' in line:
+            failures += 1
+    gaps = [b - a for a, b in zip(connects, connects[1:])]
+    return {'connections': len(connects), 'sessions': len(durations),
+            'longest_session': round(max(durations), 2) if durations else None,
+            'median_session': round(sorted(durations)[len(durations) // 2], 2) if durations else None,
+            'longest_gap_between_connections': round(max(gaps), 2) if gaps else None,
+            'failures': failures}
+
+
 # ---------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +348,9 @@ def measure_size(workdir: str, n: int, variants: bool, serial_variant: bool) -> 
         log('N=%d: site.yml no-op re-run (default settings)' % n)
         out['site_noop'] = summarize(playbook(workdir, inv, 'site.yml', limit='pg_tde_servers'))
         log('N=%d: rotate_keys.yml' % n)
+        since = time.time()
         out['rotate'] = summarize(playbook(workdir, inv, 'rotate_keys.yml', '-e', 'rotate_keys_suffix=20261201'))
+        out['rotate']['kms'] = kms_sessions(since, time.time())
         log('N=%d: report.yml' % n)
         out['report'] = summarize(playbook(workdir, inv, 'report.yml', '-e',
                                            'report_output_dir=%s' % os.path.join(workdir, 'report-%d' % n)))
@@ -450,6 +485,14 @@ def write_results(results: list[dict], meta: dict) -> None:
                          r['n'], r['site_first']['tasks'], r['site_first']['remote_tasks'], r['site_noop']['tasks'],
                          r['rotate']['tasks'], r['report']['tasks'],
                          sum(v for h, v in r['site_noop']['changed'].items() if h != KMS)))
+    for r in results:
+        kms = r['rotate'].get('kms')
+        if kms:
+            lines.append('- %d host(s), rotate_keys.yml as the lab KMS saw it: %d connections, %d KMIP sessions '
+                         '(median %s s, longest %s s), longest time without a new connection %s s, %d failure '
+                         'lines in its log.' % (r['n'], kms['connections'], kms['sessions'], kms['median_session'],
+                                                kms['longest_session'], kms['longest_gap_between_connections'],
+                                                kms['failures']))
     lines += ['', 'Slowest tasks of the largest run (%d hosts), seconds of wall time per task:' % big['n'], '']
     for key in ('site_first', 'site_noop', 'rotate', 'report'):
         lines.append('- %s: %s' % (key, '; '.join('%s %.1f' % (p['task'], p['seconds']) for p in big[key]['slowest'][:6])))
