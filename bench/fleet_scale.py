@@ -26,7 +26,7 @@ the floor on these machines" turns it into the lowest ratio N / 1 host that the 
 reader can tell CPU work per host from waiting.
 
 Environment: BENCH_FLEET_SIZES (default 1,5,10), BENCH_FLEET_VARIANTS (default 1: the variants on
-the largest N), BENCH_FLEET_KEEP (1: leave the containers), BENCH_OUT (default bench/results).
+the largest N), BENCH_FLEET_KEEP (1: leave the containers and the work directory), BENCH_OUT (default bench/results).
 """
 from __future__ import annotations
 
@@ -407,7 +407,10 @@ def main() -> int:
         if not KEEP:
             remove_hosts([KMS])
             podman('network', 'rm', NET, check=False)
-        shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            # the inventories and the lab PKI, to run playbooks against the kept hosts again
+            log('kept: the hosts and %s (inventory-<N>.json, pki/)' % workdir)
     write_results(results, {'started': started.isoformat(), 'load_start': load_start, 'load_end': loadavg(),
                             'host': os.uname().nodename, 'cpus': os.cpu_count()})
     return 0

@@ -10,8 +10,11 @@
 #   noop_site      a no-op site.yml on a converged host (local connection, a pg_createcluster cluster, PyKMIP):
 #                  tasks and seconds, the merge base with main against this checkout (bench/noop_site.py,
 #                  BENCH_NOOP_*; results in bench/results/noop_site.md; run by name only)
+#   noop_lab       the podman lab's site.yml run again (`make lab` twice): two labs side by side, the merge base
+#                  with main against this checkout (bench/noop_lab.py, BENCH_NOOP_*; results in
+#                  bench/results/noop_lab.md; run by name only)
 # Results: bench/results/<date>-<name>.md, <name>.md, <name>.json and latest.md (both headlines).
-# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online] [fleet] [noop_site]   (default: the first two). Sizes: BENCH_* in each script.
+# Usage: bash bench/run.sh [table_encrypt] [runtime_tde] [online] [fleet] [noop_site] [noop_lab]   (default: the first two). Sizes: BENCH_* in each script.
 # Timings need a quiet machine: the load average is printed first and written into the results.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +33,7 @@ for name in "${names[@]}"; do
     online) python bench/online_encrypt.py ;;
     fleet) python bench/fleet_scale.py ;;
     noop_site) python bench/noop_site.py ;;
-    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online, fleet, noop_site)" >&2; exit 2 ;;
+    noop_lab) python bench/noop_lab.py ;;
+    *) echo "unknown benchmark $name (table_encrypt, runtime_tde, online, fleet, noop_site, noop_lab)" >&2; exit 2 ;;
   esac
 done

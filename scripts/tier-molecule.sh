@@ -41,15 +41,37 @@ if ! bash scripts/images.sh; then
   exit 1
 fi
 
+# Why a scenario failed, in a few lines: its step (converge, idempotence, verify...), then the
+# last failing tasks' names and errors (ansible's "fatal:"/"failed:" lines not ignored; earlier
+# ones are mostly failures a scenario provokes and rescues), else the last ERROR/CRITICAL lines.
+scenario_why() {
+  local s=$1
+  # molecule writes "ha > verify: Executed: Failed" (CI=true) or "INFO [ha > verify] Executed: Failed"
+  echo "[$s] failed in: $(grep -oE "$s > [a-z_]+(:|\]) Executed: Failed" "$logs/$s.log" | head -n 1 \
+    | sed -E "s/^$s > ([a-z_]+).*/\1/")"
+  if grep -qE '^(fatal|failed): ' "$logs/$s.log"; then
+    awk 'grab > 0 {f[n] = f[n] " " $0; grab--; next}
+         /^TASK \[/ {task=$0}
+         /^(fatal|failed): / {n++; t[n]=task; f[n]=$0; if ($0 ~ /\{$/) grab=6}
+         /^\.\.\.ignoring/ {if (n > 0) n--}
+         END {for (i = (n > 3 ? n - 2 : 1); i <= n; i++) {print "  " t[i]; print "  " f[i]}}' \
+      "$logs/$s.log" | cut -c1-400
+  else
+    grep -E 'ERROR|CRITICAL' "$logs/$s.log" | tail -n 6 | cut -c1-400
+  fi
+}
+
 # One scenario: molecule test, destroy after a failure (a failure before destroy can leave
 # containers behind), the result line in $logs/<scenario>.result.
 run_scenario() {
   local s=$1 t0 res
   t0=$(date +%s)
+  rm -f "$logs/$s.why"
   if molecule test -s "$s" >"$logs/$s.log" 2>&1; then
     res=ok
   else
     res="FAILED (tail $logs/$s.log)"
+    scenario_why "$s" >"$logs/$s.why"
     molecule destroy -s "$s" >>"$logs/$s.log" 2>&1 || true
   fi
   printf '%-20s %5ss  %s\n' "$s" "$(( $(date +%s) - t0 ))" "$res" >"$logs/$s.result"

@@ -3,8 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What the install role checks on a database host (module pg_tde_host_check): the server
 binaries, the library directory (pg_config --pkglibdir, or lib next to the binaries), pg_tde.so,
-the Python modules the collection's modules import, and whether a cluster exists. Pure except
-the read functions, which take their paths."""
+the Python modules the collection's modules import, whether a cluster exists and, for a systemd
+unit, whether it already runs enabled as wanted. Pure except the read functions, which take their
+paths."""
 from __future__ import annotations
 
 import importlib
@@ -70,7 +71,29 @@ def server_running(datadir: str) -> bool:
     return True
 
 
-def check_host(bindir: str, datadir: str, python_modules: list[str], python: str, run: Runner) -> dict[str, Any]:
+def service_state(service: str, run: Runner) -> dict[str, Any]:
+    """What `systemctl is-enabled` and `systemctl is-active` print for the unit (what the systemd
+    module asks before it decides), or empty strings where systemctl is not there or fails."""
+    state: dict[str, Any] = {'name': service, 'enabled': '', 'active': ''}
+    for key, verb in (('enabled', 'is-enabled'), ('active', 'is-active')):
+        try:
+            _rc, out, _err = run(['systemctl', verb, service])
+        except OSError:
+            return state
+        lines = out.strip().splitlines()
+        state[key] = lines[0].strip() if len(lines) == 1 else ''
+    return state
+
+
+def service_settled(state: dict[str, Any], want_enabled: bool) -> bool:
+    """True only when the unit runs and is enabled (or disabled) as wanted, by systemctl's own
+    words: a task that enables and starts it would change nothing. Anything else (indirect,
+    static, failed, unknown) is left to the systemd module."""
+    return state.get('active') == 'active' and state.get('enabled') == ('enabled' if want_enabled else 'disabled')
+
+
+def check_host(bindir: str, datadir: str, python_modules: list[str], python: str, run: Runner,
+               service: str = '', service_enabled: bool = True) -> dict[str, Any]:
     libdir = pkglibdir(bindir, run)
     paths = [os.path.join(bindir, b) for b in REQUIRED_BINARIES] + [os.path.join(libdir, 'pg_tde.so')]
     existing = {p for p in paths if os.path.exists(p)}
@@ -79,4 +102,12 @@ def check_host(bindir: str, datadir: str, python_modules: list[str], python: str
             'missing': missing_items(bindir, libdir, existing, problems, python),
             'python_module_errors': {m: p for m, p in problems.items() if p},
             'cluster_exists': os.path.exists(os.path.join(datadir, 'PG_VERSION')),
-            'server_running': server_running(datadir)}
+            'server_running': server_running(datadir),
+            **service_result(service, service_enabled, run)}
+
+
+def service_result(service: str, want_enabled: bool, run: Runner) -> dict[str, Any]:
+    if not service:
+        return {'service': {}, 'service_settled': False}
+    state = service_state(service, run)
+    return {'service': state, 'service_settled': service_settled(state, want_enabled)}

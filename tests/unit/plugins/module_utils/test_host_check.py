@@ -60,3 +60,56 @@ def test_server_running_reads_postmaster_pid(tmp_path):
     assert h.server_running(str(tmp_path)) is False
     pidfile.write_text('garbage\n')
     assert h.server_running(str(tmp_path)) is False
+
+
+def fake_systemctl(answers):
+    """run() that answers `systemctl VERB UNIT` from answers[VERB] = (rc, stdout)."""
+    calls = []
+
+    def _run(argv):
+        calls.append(argv)
+        rc, out = answers[argv[1]]
+        return rc, out, ''
+    return _run, calls
+
+
+def test_service_settled_only_when_active_and_enabled_as_wanted():
+    settled = {'enabled': 'enabled', 'active': 'active'}
+    assert h.service_settled(settled, True)
+    assert not h.service_settled(settled, False)       # wanted disabled: the systemd task decides
+    assert h.service_settled({'enabled': 'disabled', 'active': 'active'}, False)
+    for enabled, active in (('indirect', 'active'), ('static', 'active'), ('enabled-runtime', 'active'),
+                            ('enabled', 'failed'), ('enabled', 'inactive'), ('enabled', 'activating'), ('', '')):
+        assert not h.service_settled({'enabled': enabled, 'active': active}, True), (enabled, active)
+
+
+def test_service_state_reads_systemctl_words():
+    run_, calls = fake_systemctl({'is-enabled': (0, 'enabled\n'), 'is-active': (0, 'active\n')})
+    assert h.service_state('postgresql@17-main', run_) == {'name': 'postgresql@17-main', 'enabled': 'enabled',
+                                                           'active': 'active'}
+    assert calls == [['systemctl', 'is-enabled', 'postgresql@17-main'], ['systemctl', 'is-active', 'postgresql@17-main']]
+    # a unit systemd does not know: is-enabled prints an error on stderr, nothing usable on stdout
+    run_, _ = fake_systemctl({'is-enabled': (1, ''), 'is-active': (3, 'inactive\n')})
+    assert h.service_state('nope', run_)['enabled'] == ''
+    # several lines (an alias listing) are not taken as a state
+    run_, _ = fake_systemctl({'is-enabled': (0, 'enabled\nalias\n'), 'is-active': (0, 'active\n')})
+    assert h.service_state('x', run_)['enabled'] == ''
+
+
+def test_service_state_without_systemctl():
+    def _run(argv):
+        raise OSError('No such file or directory: systemctl')
+    assert h.service_state('x', _run) == {'name': 'x', 'enabled': '', 'active': ''}
+
+
+def test_check_host_asks_systemd_only_for_a_service(tmp_path):
+    run_, calls = fake_systemctl({'is-enabled': (0, 'enabled\n'), 'is-active': (0, 'active\n')})
+
+    def runner(argv):
+        return run_(argv) if argv[0] == 'systemctl' else run(argv)
+    res = h.check_host(str(tmp_path), str(tmp_path), [], 'py', runner)
+    assert res['service'] == {} and res['service_settled'] is False and calls == []
+    res = h.check_host(str(tmp_path), str(tmp_path), [], 'py', runner, 'pg.service', True)
+    assert res['service_settled'] is True and res['service']['name'] == 'pg.service'
+    res = h.check_host(str(tmp_path), str(tmp_path), [], 'py', runner, 'pg.service', False)
+    assert res['service_settled'] is False
