@@ -28,8 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.fleet_scale import json_document, loadavg, task_profile  # noqa: E402
-from bench.noop_site import figure, git  # noqa: E402
+from bench.fleet_scale import loadavg  # noqa: E402
+from bench.noop_site import cli, figure, git, save, timed_site  # noqa: E402
 
 ROUNDS = int(os.environ.get('BENCH_NOOP_ROUNDS', '3'))
 KEEP = os.environ.get('BENCH_NOOP_KEEP') == '1'
@@ -82,22 +82,7 @@ def run_site(tree: str, prefix: str) -> dict:
     env['ANSIBLE_LOAD_CALLBACK_PLUGINS'] = '1'
     env['ANSIBLE_DEPRECATION_WARNINGS'] = '0'
     cmd = ['ansible-playbook', '-i', 'lab/inventory.yml', 'playbooks/site.yml', '-e', 'lab_pg_tde_source=bundle']
-    load0 = loadavg()
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
-    wall = time.monotonic() - t0
-    try:
-        doc = json_document(proc.stdout)
-    except ValueError:
-        raise RuntimeError('site.yml: no JSON output (rc %d): %s %s' % (proc.returncode, proc.stdout[-3000:],
-                                                                        proc.stderr[-3000:]))
-    if proc.returncode != 0:
-        raise RuntimeError('site.yml failed (rc %d): %s' % (proc.returncode, json.dumps(doc.get('stats'))))
-    prof = task_profile(doc)
-    return {'wall': round(wall, 2), 'load_before': load0, 'load_after': loadavg(),
-            'tasks': len(prof), 'ran': sum(1 for p in prof if p['hosts']),
-            'changed': sum(s.get('changed', 0) for s in doc.get('stats', {}).values()),
-            'slowest': sorted(prof, key=lambda p: -p['seconds'])[:8]}
+    return timed_site(cmd, env, tree, slowest=8)
 
 
 def main() -> int:
@@ -178,21 +163,9 @@ def write_results(results: dict) -> None:
         'the seconds are only comparable within one run.' % (results.get('load_start'), results.get('load_end'),
                                                              ', '.join('%s/%s' % lb for lb in loads)),
         '',
-        '## Slowest tasks of the last branch run',
-        '',
-        '| task | seconds |',
-        '|---|---|',
-    ] + ['| %s | %.2f |' % (p['task'], p['seconds']) for p in results['runs']['branch'][-1]['slowest']]
-    with open(os.path.join(OUT, 'noop_lab.md'), 'w') as fh:
-        fh.write('\n'.join(lines) + '\n')
-    with open(os.path.join(OUT, 'noop_lab.json'), 'w') as fh:
-        json.dump(results, fh, indent=1, default=str)
-    print('\n'.join(lines))
+    ]
+    save(results, 'noop_lab', lines, OUT)
 
 
 if __name__ == '__main__':
-    if sys.argv[1:2] == ['--from-json']:      # render the tables again from a results file
-        with open(sys.argv[2]) as fh:
-            write_results(json.load(fh))
-        sys.exit(0)
-    sys.exit(main())
+    sys.exit(cli(main, write_results))

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -123,9 +124,14 @@ def run_site(collections: str, inventory: str, workdir: str, *extra: str) -> dic
     env['ANSIBLE_LOCAL_TEMP'] = os.path.join(workdir, 'ansible-tmp')
     playbook = os.path.join(collections, 'ansible_collections', 'tdeops', 'pg_tde', 'playbooks', 'site.yml')
     cmd = [ANSIBLE_PLAYBOOK, '-i', inventory, playbook] + list(extra)
+    return timed_site(cmd, env, workdir)
+
+
+def timed_site(cmd: list[str], env: dict[str, str], cwd: str, slowest: int = 6) -> dict:
+    """Run a site.yml command (JSON callback) and say how long it took, its tasks and changes."""
     load0 = loadavg()
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.monotonic() - t0
     try:
         doc = json_document(proc.stdout)
@@ -138,7 +144,7 @@ def run_site(collections: str, inventory: str, workdir: str, *extra: str) -> dic
     return {'wall': round(wall, 2), 'load_before': load0, 'load_after': loadavg(),
             'tasks': len(prof), 'ran': sum(1 for p in prof if p['hosts']),
             'changed': sum(s.get('changed', 0) for s in doc.get('stats', {}).values()),
-            'slowest': sorted(prof, key=lambda p: -p['seconds'])[:6],
+            'slowest': sorted(prof, key=lambda p: -p['seconds'])[:slowest],
             'task_list': [(p['task'], round(p['seconds'], 2), p['hosts']) for p in prof]}
 
 
@@ -239,21 +245,29 @@ def write_results(results: dict) -> None:
         'Load average (1 min) before/after each run: %s. On a shared 2-core machine the seconds are only '
         'comparable within one run.' % ', '.join('%s/%s' % lb for lb in loads),
         '',
-        '## Slowest tasks of the last branch run',
-        '',
-        '| task | seconds |',
-        '|---|---|',
-    ] + ['| %s | %.2f |' % (p['task'], p['seconds']) for p in results['runs']['branch'][-1]['slowest']]
-    with open(os.path.join(OUT, 'noop_site.md'), 'w') as fh:
+    ]
+    save(results, 'noop_site', lines, OUT)
+
+
+def save(results: dict, stem: str, lines: list[str], out: str) -> None:
+    """<stem>.md (the lines and the slowest tasks of the last branch run) and <stem>.json in `out`."""
+    lines = lines + ['## Slowest tasks of the last branch run', '', '| task | seconds |', '|---|---|'] + [
+        '| %s | %.2f |' % (p['task'], p['seconds']) for p in results['runs']['branch'][-1]['slowest']]
+    with open(os.path.join(out, stem + '.md'), 'w') as fh:
         fh.write('\n'.join(lines) + '\n')
-    with open(os.path.join(OUT, 'noop_site.json'), 'w') as fh:
+    with open(os.path.join(out, stem + '.json'), 'w') as fh:
         json.dump(results, fh, indent=1, default=str)
     print('\n'.join(lines))
 
 
-if __name__ == '__main__':
-    if sys.argv[1:2] == ['--from-json']:      # render the tables again from a results file
+def cli(main_: Callable[[], int], write: Callable[[dict], None]) -> int:
+    """`--from-json FILE` renders the tables again from a results file; else the benchmark runs."""
+    if sys.argv[1:2] == ['--from-json']:
         with open(sys.argv[2]) as fh:
-            write_results(json.load(fh))
-        sys.exit(0)
-    sys.exit(main())
+            write(json.load(fh))
+        return 0
+    return main_()
+
+
+if __name__ == '__main__':
+    sys.exit(cli(main, write_results))

@@ -14,9 +14,11 @@ description:
     SHA-1 of the content with the wanted one (computed on the controller) and the owner, group
     and mode with the wanted ones.
   - Returns which files must be replaced (RV(pending)), which live files only need their owner,
-    group or mode put back (RV(drift)), and whether the directory is as wanted (RV(directory_ok)).
+    group or mode put back (RV(drift)), and whether the directory is as wanted (RV(directory_ok)),
+    and the further O(directories) that are not (RV(directories_drift)).
   - Reads checksums and metadata only; nothing of a file's content is returned. Never changes
-    anything; C(changed) is always false. Used by the C(tdeops.pg_tde.certificates) role.
+    anything; C(changed) is always false. Used by the C(tdeops.pg_tde.certificates) role and by
+    C(tdeops.pg_tde.lab_kms) for the lab KMS server's own files.
 author:
   - tdeops maintainers (@tdeops)
 extends_documentation_fragment:
@@ -46,6 +48,12 @@ options:
         description: The wanted mode (octal string, for example C('0600')).
         type: str
         required: true
+      owner:
+        description: The wanted owner of this file, where it differs from O(owner).
+        type: str
+      group:
+        description: The wanted group of this file, where it differs from O(group).
+        type: str
   directory:
     description: The directory of the files, wanted as a directory with O(owner), O(group) and O(directory_mode).
     type: path
@@ -54,6 +62,30 @@ options:
     description: The wanted mode of O(directory).
     type: str
     default: '0700'
+  directories:
+    description:
+      - Further directories, each wanted with its own owner, group and mode (the lab KMS keeps its
+        data and log directories under its service user); RV(directories_drift) lists those that differ.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The directory.
+        type: path
+        required: true
+      owner:
+        description: The wanted owner (name or uid).
+        type: str
+        required: true
+      group:
+        description: The wanted group (name or gid).
+        type: str
+        required: true
+      mode:
+        description: The wanted mode (octal string).
+        type: str
+        required: true
   owner:
     description: The wanted owner (name or uid) of the files and the directory.
     type: str
@@ -95,6 +127,12 @@ directory_ok:
   description: O(directory) is a directory with the wanted owner, group and mode.
   returned: always
   type: bool
+directories_drift:
+  description: The paths of O(directories) that are missing, not directories, or differ in owner, group or mode.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/pykmip]
 '''
 
 import grp
@@ -138,6 +176,14 @@ def metadata_differs(st: os.stat_result, uid: int | None, gid: int | None, mode:
     return st.st_uid != uid or st.st_gid != gid or stat.S_IMODE(st.st_mode) != int(mode, 8)
 
 
+def directory_as_wanted(path: str, uid: int | None, gid: int | None, mode: str) -> bool:
+    try:
+        st: Any = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and not metadata_differs(st, uid, gid, mode)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -147,9 +193,17 @@ def main() -> None:
                 # SHA-1 of a client key: not the key, but nothing a log needs either.
                 checksum=dict(type='str', required=True, no_log=True),
                 mode=dict(type='str', required=True),
+                owner=dict(type='str'),
+                group=dict(type='str'),
             )),
             directory=dict(type='path', required=True),
             directory_mode=dict(type='str', default='0700'),
+            directories=dict(type='list', elements='dict', default=[], options=dict(
+                path=dict(type='path', required=True),
+                owner=dict(type='str', required=True),
+                group=dict(type='str', required=True),
+                mode=dict(type='str', required=True),
+            )),
             owner=dict(type='str', required=True),
             group=dict(type='str', required=True),
         ),
@@ -173,14 +227,15 @@ def main() -> None:
             module.fail_json(msg='cannot read %s (%s) to compare it: %s' % (item['path'], item['name'], exc))
         if not same:
             pending.append(item['name'])
-        if metadata_differs(st, uid, gid, item['mode']):
+        f_uid = uid if item['owner'] is None else user_id(item['owner'])
+        f_gid = gid if item['group'] is None else group_id(item['group'])
+        if metadata_differs(st, f_uid, f_gid, item['mode']):
             drift.append([item['path'], item['mode']])
-    try:
-        dst: Any = os.stat(p['directory'])
-        directory_ok = stat.S_ISDIR(dst.st_mode) and not metadata_differs(dst, uid, gid, p['directory_mode'])
-    except FileNotFoundError:
-        directory_ok = False
-    module.exit_json(changed=False, pending=pending, drift=drift, directory_ok=directory_ok)
+    directory_ok = directory_as_wanted(p['directory'], uid, gid, p['directory_mode'])
+    directories_drift = [d['path'] for d in p['directories']
+                         if not directory_as_wanted(d['path'], user_id(d['owner']), group_id(d['group']), d['mode'])]
+    module.exit_json(changed=False, pending=pending, drift=drift, directory_ok=directory_ok,
+                     directories_drift=directories_drift)
 
 
 if __name__ == '__main__':

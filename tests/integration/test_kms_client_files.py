@@ -43,6 +43,29 @@ def test_pending_drift_and_directory(tmp_path):
     assert res['pending'] == [] and res['drift'] == []
 
 
+def test_per_file_owner_and_further_directories(tmp_path):
+    """The lab KMS's shape: files of several owners, directories beside the main one."""
+    d, data = tmp_path / 'conf', tmp_path / 'data'
+    d.mkdir(mode=0o750)
+    os.chmod(d, 0o750)
+    (d / 'unit').write_bytes(b'U')
+    os.chmod(d / 'unit', 0o644)
+    args = {'directory': str(d), 'directory_mode': '0750', 'owner': 'root', 'group': 'root',
+            'files': [{'name': 'unit', 'path': str(d / 'unit'), 'mode': '0644', 'checksum': sha1(b'U'),
+                       'owner': 'root', 'group': 'nogroup'}],
+            'directories': [{'path': str(data), 'owner': 'root', 'group': 'root', 'mode': '0750'}]}
+    res = run_module('kms_client_files', args)
+    assert not res.get('failed'), res
+    # the file's own group wins over the module's; a missing further directory drifts
+    assert res['drift'] == [[str(d / 'unit'), '0644']] and res['directories_drift'] == [str(data)]
+    assert res['directory_ok'] is True and res['pending'] == []
+    data.mkdir(mode=0o750)
+    os.chmod(data, 0o750)
+    args['files'][0]['group'] = 'root'
+    res = run_module('kms_client_files', args)
+    assert res['drift'] == [] and res['directories_drift'] == []
+
+
 def conf_args(path: str) -> dict:
     return {'path': path, 'owner': 'root', 'group': 'root', 'base_preload': '', 'running_preload': 'pg_tde',
             'wal_encrypt': True}

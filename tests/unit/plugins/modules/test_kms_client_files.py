@@ -31,3 +31,15 @@ def test_sha1_of(tmp_path):
     path.write_bytes(b'abc')
     assert m.sha1_of(str(path)) == 'a9993e364706816aba3e25717850c26c9cd0d89d'
     assert os.path.exists(path)
+
+
+def test_directory_as_wanted(tmp_path):
+    st = os.stat(tmp_path)
+    mode = '%04o' % (st.st_mode & 0o7777)
+    assert m.directory_as_wanted(str(tmp_path), st.st_uid, st.st_gid, mode)
+    assert not m.directory_as_wanted(str(tmp_path), st.st_uid, st.st_gid, '0701' if mode != '0701' else '0700')
+    assert not m.directory_as_wanted(str(tmp_path / 'missing'), st.st_uid, st.st_gid, mode)
+    (tmp_path / 'file').write_text('x')
+    fst = os.stat(tmp_path / 'file')
+    assert not m.directory_as_wanted(str(tmp_path / 'file'), fst.st_uid, fst.st_gid, '%04o' % (fst.st_mode & 0o7777))
+    assert not m.directory_as_wanted(str(tmp_path), None, st.st_gid, mode)     # unknown user
