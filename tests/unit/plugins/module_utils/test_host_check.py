@@ -89,10 +89,10 @@ def test_service_state_reads_systemctl_words():
                                                            'active': 'active'}
     assert calls == [['systemctl', 'is-enabled', 'postgresql@17-main'], ['systemctl', 'is-active', 'postgresql@17-main']]
     # a unit systemd does not know: is-enabled prints an error on stderr, nothing usable on stdout
-    run_, _ = fake_systemctl({'is-enabled': (1, ''), 'is-active': (3, 'inactive\n')})
+    run_, _calls = fake_systemctl({'is-enabled': (1, ''), 'is-active': (3, 'inactive\n')})
     assert h.service_state('nope', run_)['enabled'] == ''
     # several lines (an alias listing) are not taken as a state
-    run_, _ = fake_systemctl({'is-enabled': (0, 'enabled\nalias\n'), 'is-active': (0, 'active\n')})
+    run_, _calls = fake_systemctl({'is-enabled': (0, 'enabled\nalias\n'), 'is-active': (0, 'active\n')})
     assert h.service_state('x', run_)['enabled'] == ''
 
 
